@@ -1,0 +1,194 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Treazrisland ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: db_restore
+short_description: Restore a PostgreSQL backup after checking its sha256, without losing the live database
+version_added: 0.1.0
+description:
+  - Restores an archive written by M(treazrisland.ops.db_backup) (or by C(pg_dump -Fc)/C(-Fd) with an
+    explicit O(sha256)) with C(pg_restore): the guide's Database Backup Restoration.
+  - Refuses an archive whose sha256 does not match its manifest; then C(pg_restore) never runs and the
+    target is untouched.
+  - O(method=swap) (default) restores into a new database, checks it against the manifest (every table
+    of the backup present, same schema version), then swaps names with the live database in one
+    transaction, keeping the old one renamed aside (RV(previous_database)). The live database is never
+    dropped before its replacement is verified.
+  - O(method=clean) runs the guide's C(pg_restore --clean --if-exists) into the existing database, in a
+    single transaction by default so that a failure leaves it as it was.
+  - Fails, restoring nothing, while other sessions use the target database unless O(terminate_sessions=true).
+  - Runs C(ANALYZE) on the restored database and returns its table count and row estimates.
+author:
+  - Treazrisland ops contributors
+extends_documentation_fragment:
+  - treazrisland.ops.postgres
+attributes:
+  check_mode:
+    support: full
+    details: Verifies the checksum, connects read-only and picks C(pg_restore); restores nothing and reports RV(changed=false).
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  src:
+    description: The archive file (custom format) or directory (directory format).
+    type: path
+    required: true
+  manifest:
+    description: The manifest to check O(src) against; defaults to V(<src>.manifest.json).
+    type: path
+  sha256:
+    description: Expected sha256 of O(src), for an archive without a manifest; overrides the manifest's.
+    type: str
+  method:
+    description: V(swap) restores beside the live database and swaps names; V(clean) restores in place.
+    type: str
+    choices: [swap, clean]
+    default: swap
+  maintenance_db:
+    description: Database to connect to for creating, renaming and dropping databases.
+    type: str
+    default: postgres
+  jobs:
+    description: Parallel C(pg_restore) workers.
+    type: int
+    default: 1
+  no_owner:
+    description: Pass C(--no-owner), for a cluster that lacks the roles owning the objects.
+    type: bool
+    default: false
+  single_transaction:
+    description: With O(method=clean), restore in one transaction (not with O(jobs) > 1).
+    type: bool
+    default: true
+  terminate_sessions:
+    description: Terminate other sessions on the target database instead of failing because of them.
+    type: bool
+    default: false
+  drop_previous:
+    description: With O(method=swap), drop the previous database once the restored one has taken its place.
+    type: bool
+    default: false
+  timeout:
+    description: Seconds after which C(pg_restore) is stopped and the restore fails. Unset waits.
+    type: int
+seealso:
+  - module: treazrisland.ops.db_backup
+"""
+
+EXAMPLES = r"""
+- name: Restore the pre-upgrade snapshot, keeping the current database aside
+  treazrisland.ops.db_restore:
+    dsn: "{{ treazrisland_database_url }}"
+    src: "{{ db_snapshot.path }}"
+    terminate_sessions: true
+  register: restored
+
+- name: The guide's in-place restore
+  treazrisland.ops.db_restore:
+    dsn: "{{ treazrisland_database_url }}"
+    src: /var/backups/treazrisland/backup_20261125T214500Z.dump
+    method: clean
+"""
+
+RETURN = r"""
+database:
+  description: The database restored.
+  returned: always
+  type: str
+  sample: treazrisland
+method:
+  description: How it was restored.
+  returned: always
+  type: str
+  sample: swap
+sha256:
+  description: The verified sha256 of the archive.
+  returned: always
+  type: str
+  sample: 9f2c0c7d0f3b6d1e4d0a8c1f5b7e2a3c4d5e6f708192a3b4c5d6e7f8091a2b3c
+format:
+  description: Archive format.
+  returned: always
+  type: str
+  sample: custom
+pg_restore:
+  description: The C(pg_restore) used.
+  returned: always
+  type: dict
+  sample: {"path": "/usr/lib/postgresql/16/bin/pg_restore", "version": "16.4"}
+server_version:
+  description: Version the server reports.
+  returned: always
+  type: str
+  sample: "16.4"
+database_existed:
+  description: Whether the target database existed before.
+  returned: always
+  type: bool
+  sample: true
+schema_version:
+  description: Schema version recorded in the manifest.
+  returned: always
+  type: dict
+  sample: {"dialect": "prisma", "table": "_prisma_migrations", "version": "20250101000000_init", "applied_count": 12}
+previous_database:
+  description: Name the previous database was kept under (O(method=swap)), or null.
+  returned: changed
+  type: str
+  sample: treazrisland__before_restore_20261125214500
+table_count:
+  description: Tables in the restored database.
+  returned: changed
+  type: int
+  sample: 24
+rows:
+  description: Estimated rows per table of the restored database, after ANALYZE.
+  returned: changed
+  type: dict
+  sample: {"public.users": 1200, "public.roms": 35000}
+restored_schema_version:
+  description: Schema version read from the restored database.
+  returned: changed
+  type: dict
+  sample: {"dialect": "prisma", "table": "_prisma_migrations", "version": "20250101000000_init", "applied_count": 12}
+duration_seconds:
+  description: Seconds the restore took.
+  returned: changed
+  type: float
+  sample: 12.5
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.treazrisland.ops.plugins.module_utils.module import run_module
+from ansible_collections.treazrisland.ops.plugins.module_utils.pg_archive import restore
+from ansible_collections.treazrisland.ops.plugins.module_utils.postgres import CONNECTION_ARGUMENT_SPEC
+
+
+def main():
+    argument_spec = dict(
+        CONNECTION_ARGUMENT_SPEC,
+        src=dict(type="path", required=True),
+        manifest=dict(type="path"),
+        sha256=dict(type="str"),
+        method=dict(type="str", choices=["swap", "clean"], default="swap"),
+        maintenance_db=dict(type="str", default="postgres"),
+        jobs=dict(type="int", default=1),
+        no_owner=dict(type="bool", default=False),
+        single_transaction=dict(type="bool", default=True),
+        terminate_sessions=dict(type="bool", default=False),
+        drop_previous=dict(type="bool", default=False),
+        timeout=dict(type="int"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run_module(module, restore)
+
+
+if __name__ == "__main__":
+    main()

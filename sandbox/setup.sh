@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what the demo, the tests and the benchmarks need, on Debian 12 as root.
+# Safe to run again: each step checks before it acts. Starts no server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(postgresql postgresql-contrib python3-venv util-linux)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # The package starts a default cluster on 5432; the project uses throwaway clusters only.
+  if command -v pg_lsclusters >/dev/null; then
+    pg_lsclusters --no-header 2>/dev/null | while read -r version cluster _port status _rest; do
+      if [ "$status" = online ]; then pg_ctlcluster "$version" "$cluster" stop || true; fi
+    done
+  fi
+fi
+
+# A venv from Debian's python, so that another user (postgres) could run it too.
+if ! .venv/bin/python -c 'import sys' 2>/dev/null; then
+  rm -rf .venv
+  /usr/bin/python3 -m venv .venv
+fi
+wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$wanted" ]; then
+  echo "setup: installing Python packages from requirements.txt"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+  echo "$wanted" > .venv/.requirements.sha256
+fi
+
+# Ansible finds the collection through .build/collections (ANSIBLE_COLLECTIONS_PATH).
+mkdir -p .build/collections/ansible_collections/treazrisland
+ln -sfn ../../../.. .build/collections/ansible_collections/treazrisland/ops
+echo "setup: ready (.venv, .build/collections)"
