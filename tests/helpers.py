@@ -1,0 +1,92 @@
+"""Running the collection's modules the way operators do: through ansible-playbook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(REPO, ".build", "collections")
+INVENTORY = os.path.join(REPO, "sandbox", "inventory.ini")
+CALLBACKS = os.path.join(REPO, "tests", "plugins", "callback")
+
+
+class PlayRun:
+    """An ansible-playbook run: its exit code, its output and the recorded task results."""
+
+    def __init__(self, returncode, output, results):
+        self.returncode = returncode
+        self.output = output
+        self.results = results
+
+    @property
+    def result(self):
+        """The result of the last task."""
+        assert self.results, "no task result recorded; output:\n" + self.output
+        return self.results[-1]["result"]
+
+    @property
+    def failed(self):
+        return self.results[-1]["status"] == "failed"
+
+    @property
+    def msg(self):
+        return self.result.get("msg", "")
+
+
+def ansible_env(record_path=None):
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+        ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
+        ANSIBLE_CALLBACKS_ENABLED="record_results",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+    )
+    if record_path:
+        env["RECORD_RESULTS"] = record_path
+    return env
+
+
+def run_tasks(tasks, check=False, diff=False, verbosity=0, background=False):
+    """Run tasks on localhost in one play; return a PlayRun (or the Popen with background=True)."""
+    workdir = tempfile.mkdtemp(prefix="treazrisland-play-")
+    playbook = os.path.join(workdir, "play.yml")
+    record = os.path.join(workdir, "results.jsonl")
+    with open(playbook, "w") as handle:
+        json.dump([{"name": "under test", "hosts": "localhost", "gather_facts": False, "tasks": tasks}], handle)
+    argv = ["ansible-playbook", "-i", INVENTORY, playbook]
+    if check:
+        argv.append("--check")
+    if diff:
+        argv.append("--diff")
+    if verbosity:
+        argv.append("-" + "v" * verbosity)
+    env = ansible_env(record)
+    if background:
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process.record_path = record
+        return process
+    completed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    return PlayRun(completed.returncode, completed.stdout + completed.stderr, read_results(record))
+
+
+def finish_background(process):
+    output, _ = process.communicate(timeout=600)
+    return PlayRun(process.returncode, output, read_results(process.record_path))
+
+
+def read_results(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def run_module(module, args, **kwargs):
+    """Run one module of the collection as one task; the task may fail (the PlayRun says)."""
+    task = {"name": module, "treazrisland.ops." + module: args, "ignore_errors": True}
+    return run_tasks([task], **kwargs)
