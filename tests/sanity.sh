@@ -75,8 +75,11 @@ trap 'rm -rf "$tmp"' EXIT
 dest="$tmp/ansible_collections/$namespace/$name"
 mkdir -p "$dest"
 
-# The files to test, NUL-separated: tracked and untracked-but-not-ignored, minus what is not
-# collection source. Files deleted in the work tree but still in the index are left out.
+# The files to test, NUL-separated: tracked and untracked-but-not-ignored (git), minus what is
+# not collection content: the paths below, and those that galaxy.yml's build_ignore leaves out of
+# the built collection (sandbox, bench, .ci...), matched as ansible-galaxy does (fnmatch on the
+# path of each file and of each of its parent directories). Files deleted in the work tree but
+# still in the index, and symlinks, are left out.
 list_files() {
   if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     git -C "$repo" ls-files -z --cached --others --exclude-standard
@@ -84,12 +87,22 @@ list_files() {
     (cd "$repo" && find . -type f -print0 | sed -z 's|^\./||')
   fi
 }
-list_files | while IFS= read -r -d '' file; do
-  case "$file" in
-    .git/* | .venv/* | .build/* | bench/results/* | tests/output/* | .pytest_cache/* | */__pycache__/* | __pycache__/* | *.pyc) continue ;;
-  esac
-  [ -f "$repo/$file" ] && [ ! -L "$repo/$file" ] && printf '%s\0' "$file"
-done | (cd "$repo" && tar --null --files-from=- -cf -) | tar -xf - -C "$dest"
+list_files | "$ansible_python" -c '
+import fnmatch, os, sys, yaml
+repo = sys.argv[1]
+with open(os.path.join(repo, "galaxy.yml"), encoding="utf-8") as handle:
+    galaxy = yaml.safe_load(handle)
+patterns = [".git", ".venv", ".build", "bench/results", "tests/output", ".pytest_cache", "__pycache__", "*.pyc"]
+patterns += galaxy.get("build_ignore") or []
+for path in sys.stdin.buffer.read().decode("utf-8").split("\0"):
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    if not path or any(fnmatch.fnmatch(p, pat) or fnmatch.fnmatch(os.path.basename(p), pat) for p in prefixes for pat in patterns):
+        continue
+    full = os.path.join(repo, path)
+    if os.path.isfile(full) and not os.path.islink(full):
+        sys.stdout.buffer.write(path.encode("utf-8") + b"\0")
+' "$repo" | (cd "$repo" && tar --null --files-from=- -cf -) | tar -xf - -C "$dest"
 
 # Tests skipped on purpose (each with its reason):
 skip=(

@@ -63,6 +63,6 @@ def _summary(differences):
     for kind in ("changed", "missing", "unexpected"):
         names = differences[kind]
         if names:
-            parts.append("%s: %s%s" % (kind, ", ".join(names[:5]), " and %d more" % (len(names) - 5)
-                                        if len(names) > 5 else ""))
+            more = " and %d more" % (len(names) - 5) if len(names) > 5 else ""
+            parts.append("%s: %s%s" % (kind, ", ".join(names[:5]), more))
     return "; ".join(parts)

@@ -26,7 +26,7 @@ try:
     from psycopg import conninfo as psycopg_conninfo
     from psycopg import sql
 except ImportError:
-    psycopg = None
+    psycopg = psycopg_conninfo = sql = None
     PSYCOPG_IMPORT_ERROR = traceback.format_exc()
 else:
     PSYCOPG_IMPORT_ERROR = None
@@ -78,6 +78,8 @@ class PgConnection:
         for key in ("host", "port", "user", "password", "dbname", "sslmode"):
             if params.get(key) not in (None, ""):
                 info[key] = str(params[key])
+        if not str(info.get("port", "0")).isdigit():
+            raise OpsError("the port of the connection must be a number, not %r" % info["port"])
         self.password = info.pop("password", None)
         self.info = info
         self.connect_timeout = params.get("connect_timeout") or 10

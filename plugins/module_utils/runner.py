@@ -82,8 +82,8 @@ def run(argv, env=None, secrets=(), sink=None, timeout=None, cwd=None):
     ``env`` is added to this process's environment. With ``sink`` (any object
     with ``write(bytes)``) stdout is streamed into it chunk by chunk, never held
     in memory; without it stdout is returned as text. stderr is kept (its last
-    8 KiB, masked). A sink that fails (disk full) stops the command and raises
-    OpsError.
+    8 KiB, masked). A sink that fails (disk full) stops the command and its
+    error propagates unchanged.
     """
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -98,10 +98,11 @@ def run(argv, env=None, secrets=(), sink=None, timeout=None, cwd=None):
         timer = _kill_after(process, timeout)
         try:
             stdout = _drain(process, sink)
-        except OSError as error:
+        except BaseException:
+            # The sink failed (disk full...): stop the command, let the caller say what it was writing.
             process.kill()
             process.wait()
-            raise OpsError("writing the output of %s failed: %s" % (os.path.basename(argv[0]), error.strerror or error))
+            raise
         finally:
             if timer:
                 timer.cancel()

@@ -16,7 +16,9 @@ description:
   - Files are read in chunks, never whole into memory; symlinks are never followed, and a tree holding
     anything but files and directories is refused.
 author:
-  - Treazrisland ops contributors
+  - Treazrisland ops contributors (@picmac)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -36,7 +38,7 @@ options:
     type: path
   state:
     description:
-      - V(present) writes the manifest (RV(changed=true) only when its content changes).
+      - V(present) writes the manifest (C(changed=true) only when its content changes).
       - V(verified) compares O(path) with an existing manifest and fails on any difference; never changes anything.
     type: str
     choices: [present, verified]

@@ -11,7 +11,7 @@ short_description: Back up a PostgreSQL database with pg_dump, checksummed and v
 version_added: 0.1.0
 description:
   - Runs C(pg_dump) (guide section 2, Database snapshot) and writes the archive into O(dest) under a
-    new name (V(backup_<UTC timestamp>.dump) by default), atomically: the final name appears only after
+    new name (V(backup_<UTC timestamp>.dump) by default), atomically; the final name appears only after
     C(pg_dump) succeeded and C(pg_restore --list) read the archive back and listed data for every table.
   - The sha256 of a custom-format archive is computed while it streams to disk, in one pass.
   - Writes a JSON manifest next to the archive (V(<archive>.manifest.json), mode 0600) recording the
@@ -20,15 +20,16 @@ description:
     same snapshot that C(pg_dump) dumps, so it describes exactly what the archive holds.
   - Chooses a C(pg_dump) of the server's major version, else the nearest newer one, from the installed
     ones; fails with what to install when only older ones exist.
-  - Every real run writes a new backup, so it always reports RV(changed=true).
+  - Every real run writes a new backup, so it always reports C(changed=true).
 author:
-  - Treazrisland ops contributors
+  - Treazrisland ops contributors (@picmac)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - treazrisland.ops.postgres
 attributes:
   check_mode:
     support: full
-    details: Connects read-only, picks C(pg_dump) and reports the path it would write, writing nothing; reports RV(changed=false).
+    details: Connects read-only, picks C(pg_dump) and reports the path it would write, writing nothing; reports C(changed=false).
   diff_mode:
     support: none
   platform:

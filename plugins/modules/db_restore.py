@@ -11,7 +11,7 @@ short_description: Restore a PostgreSQL backup after checking its sha256, withou
 version_added: 0.1.0
 description:
   - Restores an archive written by M(treazrisland.ops.db_backup) (or by C(pg_dump -Fc)/C(-Fd) with an
-    explicit O(sha256)) with C(pg_restore): the guide's Database Backup Restoration.
+    explicit O(sha256)) with C(pg_restore), as in the guide's Database Backup Restoration.
   - Refuses an archive whose sha256 does not match its manifest; then C(pg_restore) never runs and the
     target is untouched.
   - O(method=swap) (default) restores into a new database, checks it against the manifest (every table
@@ -23,13 +23,14 @@ description:
   - Fails, restoring nothing, while other sessions use the target database unless O(terminate_sessions=true).
   - Runs C(ANALYZE) on the restored database and returns its table count and row estimates.
 author:
-  - Treazrisland ops contributors
+  - Treazrisland ops contributors (@picmac)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - treazrisland.ops.postgres
 attributes:
   check_mode:
     support: full
-    details: Verifies the checksum, connects read-only and picks C(pg_restore); restores nothing and reports RV(changed=false).
+    details: Verifies the checksum, connects read-only and picks C(pg_restore); restores nothing and reports C(changed=false).
   diff_mode:
     support: none
   platform:
