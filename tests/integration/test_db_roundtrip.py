@@ -166,3 +166,12 @@ def test_check_mode_writes_nothing_and_reports_no_change(pg_a, pg_b, sample_db, 
     assert run.result["changed"] is False and run.result["sha256"] == real["sha256"]
     assert pg_b.databases() == databases
     assert sorted(os.listdir(backup_dir)) == files
+
+
+def test_password_with_passfile_special_characters_reaches_pg_dump(pg_a, sample_db, backup_dir):
+    password = "c0l:on\\back slash'q"
+    pg_a.execute("CREATE ROLE backup_operator LOGIN SUPERUSER PASSWORD '%s'" % password.replace("'", "''"))
+    run = run_module("db_backup", dict(host="127.0.0.1", port=pg_a.port, user="backup_operator",
+                                       password=password, dbname=sample_db, dest=backup_dir))
+    assert not run.failed, run.msg
+    assert run.result["table_count"] == 4
