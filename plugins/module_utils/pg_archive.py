@@ -200,6 +200,8 @@ def _apply_retention(dest, dbname, keep, just_written):
             shutil.rmtree(archive)
         elif os.path.lexists(archive):
             os.unlink(archive)
+        if os.path.isfile(archive + ".sha256"):  # written by checksum_manifest beside it
+            os.unlink(archive + ".sha256")
         removed.append(archive)
     return removed
 
