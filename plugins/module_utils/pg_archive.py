@@ -304,7 +304,7 @@ def _restore_argv(db, pg_restore, src, params):
     return argv + [src]
 
 
-def _side_name(dbname, suffix):
+def side_name(dbname, suffix):
     """dbname with a suffix, cut to PostgreSQL's 63-byte identifier limit."""
     room = MAX_IDENTIFIER - len(suffix.encode("utf-8"))
     base = dbname.encode("utf-8")[:room].decode("utf-8", "ignore")
@@ -350,8 +350,8 @@ def _inspect(db, manifest):
 def _restore_swap(db, admin, pg_restore, src, manifest, params, live_exists):
     """Restore into a new database, verify it, then swap names in one transaction."""
     stamp = utc_now().strftime("%Y%m%d%H%M%S")
-    scratch = _side_name(db.dbname, "__restoring_" + stamp)
-    aside = _side_name(db.dbname, "__before_restore_" + stamp)
+    scratch = side_name(db.dbname, "__restoring_" + stamp)
+    aside = side_name(db.dbname, "__before_restore_" + stamp)
     _create_database(admin, scratch, db.dbname if live_exists else None, manifest)
     try:
         scratch_db = db.with_dbname(scratch)

@@ -17,6 +17,7 @@ import os
 import re
 import tempfile
 import traceback
+from urllib.parse import quote, urlencode
 
 from ansible_collections.treazrisland.ops.plugins.module_utils import runner
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
@@ -112,6 +113,16 @@ class PgConnection:
     def conninfo(self):
         """libpq connection string without the password, safe on a command line."""
         return psycopg_conninfo.make_conninfo(**self.info)
+
+    def url(self):
+        """postgresql:// URL with the password, for a DATABASE_URL environment variable only."""
+        query = {k: v for k, v in self.info.items() if k not in ("host", "port", "user", "dbname")}
+        userinfo = quote(self.info.get("user", ""), safe="")
+        if self.password is not None:
+            userinfo += ":" + quote(self.password, safe="")
+        return "postgresql://%s@%s:%s/%s%s" % (
+            userinfo, quote(self.info.get("host", "localhost"), safe=""), self.info.get("port", "5432"),
+            quote(self.info.get("dbname", ""), safe=""), ("?" + urlencode(query)) if query else "")
 
     def connect(self, autocommit=True):
         try:
