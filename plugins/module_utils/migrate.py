@@ -34,15 +34,15 @@ VERSION_ARGUMENT_SPEC = dict(
 )
 
 
-def _inspect(db, params):
+def _inspect(db, params, missing_ok=True):
     with db.connect() as conn:
         return inspect(conn, params["dialect"], params["migrations_table"], params["migrations_schema"],
-                       params["migrations_dir"])
+                       params["migrations_dir"], missing_ok)
 
 
 def schema_version(params, check_mode):
     """The db_schema_version module: read-only."""
-    state = _inspect(PgConnection(params), params)
+    state = _inspect(PgConnection(params), params, missing_ok=False)
     return dict(state, changed=False)
 
 
@@ -74,11 +74,11 @@ def _log(path, label, command, result, output):
 
 def _refuse_broken_state(state):
     """Nothing runs over a failed migration or an applied file edited since."""
-    if state["failed"]:
-        first = state["failed"][0]
+    if state["failed_migrations"]:
+        first = state["failed_migrations"][0]
         raise OpsError("migration %s failed earlier and blocks every later one; resolve it first (for Prisma: "
-                       "prisma migrate resolve), nothing was run" % first["name"], failed=state["failed"],
-                       version=state["version"])
+                       "prisma migrate resolve), nothing was run" % first["name"],
+                       failed_migrations=state["failed_migrations"], version=state["version"])
     if state.get("checksum_mismatches"):
         names = ", ".join(m["name"] for m in state["checksum_mismatches"])
         raise OpsError("applied migration(s) %s were edited after being applied (checksum mismatch between the "
@@ -88,10 +88,10 @@ def _refuse_broken_state(state):
 
 def _judge(before, after, result, output, params, where):
     """Fail unless the command succeeded, left no failed row, and reached the target version."""
-    details = dict(version_before=before["version"], version=after["version"], failed=after["failed"],
-                   output=output)
-    if after["failed"]:
-        failed = after["failed"][-1]
+    details = dict(version_before=before["version"], version=after["version"],
+                   failed_migrations=after["failed_migrations"], output=output)
+    if after["failed_migrations"]:
+        failed = after["failed_migrations"][-1]
         raise OpsError("%s: migration %s failed: %s" % (where, failed["name"], (failed.get("logs") or "").strip()),
                        **details)
     if not result.ok:

@@ -229,17 +229,27 @@ def detect(conn, dialect_name=None, table=None, schema=None):
     raise OpsError("no migrations table found in database %s; looked for %s" % (database, ", ".join(looked_for)))
 
 
-def inspect(conn, dialect_name=None, table=None, schema=None, migrations_dir=None):
-    """Everything known about the schema version, as the db_schema_version module returns it."""
-    dialect, identifier, name = detect(conn, dialect_name, table, schema)
-    applied, failed = dialect.read(conn, identifier)
+def inspect(conn, dialect_name=None, table=None, schema=None, migrations_dir=None, missing_ok=False):
+    """Everything known about the schema version, as the db_schema_version module returns it.
+
+    With missing_ok, a database without any migrations table is a database at
+    no version (its first migration creates the table), of the named dialect or Prisma.
+    """
+    try:
+        dialect, identifier, name = detect(conn, dialect_name, table, schema)
+        applied, failed = dialect.read(conn, identifier)
+    except OpsError:
+        if not missing_ok:
+            raise
+        dialect = next(d for d in DIALECTS if d.name == (dialect_name or "prisma"))
+        name, applied, failed = table or dialect.table, [], []
     state = {
         "dialect": dialect.name,
         "table": name,
         "version": applied[-1].name if applied else None,
         "applied_count": len(applied),
         "applied": [m.name for m in applied],
-        "failed": [m.as_dict() for m in failed],
+        "failed_migrations": [m.as_dict() for m in failed],
     }
     if migrations_dir:
         state.update(compare_release(dialect, applied, migrations_dir))

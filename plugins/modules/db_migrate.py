@@ -18,12 +18,12 @@ description:
   - Fails when the command fails, when a failed migration row appears (with that migration's own error
     text), or when the version did not reach O(expect_version), or, with O(migrations_dir), when any
     migration of the release is still pending.
-  - RV(changed) is true only when the schema version moved. With O(migrations_dir) and nothing pending,
+  - C(changed) is true only when the schema version moved. With O(migrations_dir) and nothing pending,
     the command is not run at all.
   - O(rehearse=true) first restores the newest backup (from O(backup_dir), or O(rehearsal_backup)) into a
     scratch database, migrates and validates it there, then drops it; production is migrated only when the
     rehearsal passed (the guide's dry run, on real data).
-  - O(direction=down) runs the team's O(down_command) to reach O(to). Prisma has no down migrations: without
+  - O(direction=down) runs the team's O(down_command) to reach O(to). Prisma has no down migrations; without
     a O(down_command) it fails with the advice to restore the pre-upgrade backup, which the rollback does.
 author:
   - Treazrisland ops contributors (@picmac)
@@ -34,7 +34,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Runs nothing; reports the current version and the pending migrations, RV(changed=false).
+    details: Runs nothing; reports the current version and the pending migrations, C(changed=false).
   diff_mode:
     support: none
   platform:
@@ -208,7 +208,7 @@ rehearsal:
   returned: when O(rehearse=true) and the command ran
   type: dict
   sample: {"backup": "/var/backups/treazrisland/backup_20261125T020000Z.dump", "version_before": "a", "version": "b"}
-failed:
+failed_migrations:
   description: Failed migrations found after the command, with their error text.
   returned: failure
   type: list

@@ -10,7 +10,7 @@ module: db_schema_version
 short_description: Read the schema version from a database's migrations table
 version_added: 0.1.0
 description:
-  - The guide's "Capture current state" step for the database: the current schema version (latest applied
+  - The guide's "Capture current state" step for the database; the current schema version (latest applied
     migration), the ordered list of applied migrations and any failed or dirty one.
   - Given the migrations directory of a release (O(migrations_dir)), also the pending migrations and any
     applied migration whose file changed since it was applied (checksum mismatch).
@@ -75,7 +75,7 @@ applied:
   type: list
   elements: str
   sample: ["20250101000000_init", "20250601080000_favorites"]
-failed:
+failed_migrations:
   description: Failed (Prisma, Flyway) or dirty (golang-migrate) migrations, with their logs.
   returned: always
   type: list
