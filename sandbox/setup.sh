@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postgresql postgresql-contrib python3-venv util-linux)
+# The shellcheck package is for the shellcheck test of tests/sanity.sh (ansible-test skips it without the program).
+packages=(postgresql postgresql-contrib python3-venv util-linux shellcheck)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

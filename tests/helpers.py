@@ -70,12 +70,12 @@ def run_tasks(tasks, check=False, diff=False, verbosity=0, background=False):
         process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         process.record_path = record
         return process
-    completed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
     return PlayRun(completed.returncode, completed.stdout + completed.stderr, read_results(record))
 
 
 def finish_background(process):
-    output, _ = process.communicate(timeout=600)
+    output, _unused = process.communicate(timeout=600)
     return PlayRun(process.returncode, output, read_results(process.record_path))
 
 

@@ -3,9 +3,10 @@
 #
 # ansible-test wants the collection under .../ansible_collections/<namespace>/<name>/ and, outside
 # git, tests every file it finds there. So this copies the collection's files (git-tracked, plus
-# untracked ones git does not ignore; never .venv, .build, .git, bench/results or tests/output)
-# into a temporary ansible_collections/treazrisland/ops, runs the sanity tests there and removes
-# the copy. Exits non-zero when any sanity test fails.
+# untracked ones git does not ignore; never .venv, .build, .git, bench/results or tests/output, nor
+# what galaxy.yml's build_ignore keeps out of the built collection: sandbox, bench, .ci) into a
+# temporary ansible_collections/treazrisland/ops, runs the sanity tests there and removes the
+# copy. Exits non-zero when any sanity test fails, or could not run.
 #
 # Mode: --local. The controller is the project's .venv (ansible-core from requirements.txt);
 # ansible-test itself creates one cached virtualenv per sanity test (pylint, pep8, yamllint,
@@ -48,7 +49,7 @@ bootstrap_pip() {
     "$ansible_python" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
       "pip==$version" -d "$cache"
   fi
-  cat > "$script.tmp" <<EOF
+  cat > "$script.$$.tmp" <<EOF
 # treazrisland-sanity-stand-in for get-pip-$version.py, written by tests/sanity.sh of treazrisland.ops.
 import sys
 
@@ -65,7 +66,7 @@ def main():
 if __name__ == "__main__":
     main()
 EOF
-  mv "$script.tmp" "$script"
+  mv "$script.$$.tmp" "$script"
 }
 ansible_python=$(dirname "$ansible_test")/python
 bootstrap_pip

@@ -34,7 +34,7 @@ CHECKS_ARGUMENT_SPEC = dict(
 
 
 def _split(name):
-    schema, _, table = name.rpartition(".")
+    schema, _dot, table = name.rpartition(".")
     return schema or None, table
 
 

@@ -212,5 +212,3 @@ def test_restore_of_a_newer_archive_needs_a_newer_pg_restore(pg18, pg18_app, pg_
     assert run.msg.startswith("no pg_restore of PostgreSQL 18 or newer is installed, as the server runs "
                               "PostgreSQL 15 and the archive was written by pg_dump 18.")
     assert pg_b.databases() == databases
-
-

@@ -142,7 +142,7 @@ def _session_is_dead(conn):
 def test_retention_keeps_the_newest_backups_of_that_database_only(pg_a, sample_db, backup_dir):
     pg_a.execute("CREATE DATABASE other_app")
     other = backup(pg_a, "other_app", backup_dir)
-    written = [backup(pg_a, sample_db, backup_dir, keep=2) for _ in range(3)]
+    written = [backup(pg_a, sample_db, backup_dir, keep=2) for _round in range(3)]
 
     assert written[0]["removed"] == [] and written[1]["removed"] == []
     assert written[2]["removed"] == [written[0]["path"]]

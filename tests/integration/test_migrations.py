@@ -180,7 +180,7 @@ def test_validate_reports_every_failure_read_only(pg_a, app_db):
     ok = run_module("db_validate", dict(
         dsn=pg_a.dsn(app_db), tables=["public.User", "Rom"], columns={"public.User": ["id", "email"]},
         constraints=["User_email_key"], queries=[{"name": "no users yet", "sql": 'SELECT count(*) FROM "User"',
-                                                   "expect": 0}],
+                                                  "expect": 0}],
         wait_for={"sql": "SELECT true", "timeout": 5, "interval": 0.1}))
     assert not ok.failed, ok.msg
     assert ok.result["changed"] is False and ok.result["checks"] == 5 and ok.result["polls"] == 1

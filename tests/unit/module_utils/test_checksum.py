@@ -34,7 +34,7 @@ def test_tree_entries_sorted_and_sums_round_trip(tmp_path):
     text = checksum.format_sums(entries)
     assert checksum.parse_sums(text) == {rel: sha for rel, sha, _size in entries}
     assert checksum.compare_sums(checksum.parse_sums(text), entries) == {"missing": [], "unexpected": [],
-                                                                          "changed": []}
+                                                                         "changed": []}
 
 
 def test_symlinks_are_refused_not_followed(tmp_path):
