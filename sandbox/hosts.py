@@ -135,7 +135,7 @@ class SshHosts:
     def inventory(self, group="app", **group_vars):
         """An INI inventory of the hosts, written next to the key; returns its path."""
         path = os.path.join(self.base, "inventory.ini")
-        control = os.path.join(self.base, "cp-%%h")
+        control = os.path.join(self.base, "cp-%h")
         lines = ["[%s]" % group]
         lines += ["%s ansible_host=%s" % (host.name, host.address) for host in self.hosts]
         lines += ["", "[%s:vars]" % group, "ansible_user=root", "ansible_python_interpreter=/usr/bin/python3",

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The shellcheck package is for the shellcheck test of tests/sanity.sh (ansible-test skips it without the program).
-packages=(postgresql postgresql-contrib python3-venv util-linux shellcheck)
+packages=(postgresql postgresql-contrib python3-venv util-linux shellcheck openssh-server openssh-client iproute2 procps)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -14,6 +14,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # openssh-server starts the machine's own sshd; the project runs its own, in namespaces.
+  if printf '%s\n' "${missing[@]}" | grep -qx openssh-server; then
+    service ssh stop >/dev/null 2>&1 || true
+  fi
   # The package starts a default cluster on 5432; the project uses throwaway clusters only.
   if command -v pg_lsclusters >/dev/null; then
     pg_lsclusters --no-header 2>/dev/null | while read -r version cluster _port status _rest; do

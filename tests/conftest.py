@@ -55,3 +55,18 @@ def backup_dir(tmp_path):
     path = tmp_path / "backups"
     path.mkdir()
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts():
+    """Three app hosts: network namespaces with their own sshd, /opt and /srv."""
+    from sandbox.hosts import SshHosts  # pylint: disable=import-outside-toplevel
+    with SshHosts(count=3) as hosts:
+        yield hosts
+
+
+@pytest.fixture(scope="session")
+def release_artifacts(tmp_path_factory):
+    """The stand-in's release artifacts 1.4.0, 1.5.0 and a broken 1.6.0."""
+    from sandbox.standin.releases import build_all  # pylint: disable=import-outside-toplevel
+    return build_all(str(tmp_path_factory.mktemp("releases")))

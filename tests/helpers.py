@@ -51,14 +51,28 @@ def ansible_env(record_path=None):
     return env
 
 
-def run_tasks(tasks, check=False, diff=False, verbosity=0, background=False):
-    """Run tasks on localhost in one play; return a PlayRun (or the Popen with background=True)."""
+def run_tasks(tasks, check=False, diff=False, verbosity=0, background=False, hosts="localhost", inventory=INVENTORY,
+              extra_vars=None):
+    """Run tasks in one play (on localhost by default); return a PlayRun (or the Popen with background=True)."""
     workdir = tempfile.mkdtemp(prefix="treazrisland-play-")
     playbook = os.path.join(workdir, "play.yml")
-    record = os.path.join(workdir, "results.jsonl")
     with open(playbook, "w") as handle:
-        json.dump([{"name": "under test", "hosts": "localhost", "gather_facts": False, "tasks": tasks}], handle)
-    argv = ["ansible-playbook", "-i", INVENTORY, playbook]
+        json.dump([{"name": "under test", "hosts": hosts, "gather_facts": False, "tasks": tasks}], handle)
+    return run_playbook(playbook, check=check, diff=diff, verbosity=verbosity, background=background,
+                        inventory=inventory, extra_vars=extra_vars)
+
+
+def run_playbook(playbook, check=False, diff=False, verbosity=0, background=False, inventory=INVENTORY,
+                 extra_vars=None):
+    """Run a playbook file; extra_vars go through a 0600 JSON file, never the command line."""
+    workdir = tempfile.mkdtemp(prefix="treazrisland-run-")
+    record = os.path.join(workdir, "results.jsonl")
+    argv = ["ansible-playbook", "-i", inventory, playbook]
+    if extra_vars:
+        vars_path = os.path.join(workdir, "vars.json")
+        with open(os.open(vars_path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
+            json.dump(extra_vars, handle)
+        argv += ["-e", "@" + vars_path]
     if check:
         argv.append("--check")
     if diff:
@@ -90,3 +104,8 @@ def run_module(module, args, **kwargs):
     """Run one module of the collection as one task; the task may fail (the PlayRun says)."""
     task = {"name": module, "treazrisland.ops." + module: args, "ignore_errors": True}
     return run_tasks([task], **kwargs)
+
+
+def results_by_host(run):
+    """{host: result} of the last task of each host."""
+    return {record["host"]: record["result"] for record in run.results}

@@ -27,7 +27,7 @@ class CallbackModule(CallbackBase):
 
     def _record(self, result, status):
         with open(os.environ["RECORD_RESULTS"], "a") as handle:
-            handle.write(json.dumps({"task": result.task_name, "status": status,
+            handle.write(json.dumps({"task": result.task_name, "status": status, "host": result._host.get_name(),
                                      "result": result._result}, default=str) + "\n")
 
     def v2_runner_on_ok(self, result):

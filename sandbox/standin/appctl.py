@@ -1,0 +1,47 @@
+"""Restart the stand-in app of a host: the sandbox's "restart command" (systemctl restart elsewhere).
+
+    python3 appctl.py restart BASE_DIR PYTHON     stop the running app, start BASE_DIR/current/app.py
+    python3 appctl.py stop BASE_DIR
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def stop(base):
+    pidfile = os.path.join(base, "shared", "app.pid")
+    try:
+        with open(pidfile) as handle:
+            pid = int(handle.read())
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        pass
+
+
+def start(base, python):
+    current = os.path.join(base, "current")
+    log = open(os.path.join(base, "shared", "app.log"), "a")  # pylint: disable=consider-using-with
+    process = subprocess.Popen([python, os.path.join(current, "app.py")], cwd=current, stdout=log, stderr=log,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    with open(os.path.join(base, "shared", "app.pid"), "w") as handle:
+        handle.write(str(process.pid))
+
+
+def main():
+    action, base = sys.argv[1], sys.argv[2]
+    stop(base)
+    if action == "restart":
+        start(base, sys.argv[3])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Build the stand-in's release artifacts 1.4.0, 1.5.0 and a broken 1.6.0.
+
+Each artifact is what a Treazrisland release carries that the upgrade touches:
+the app, its VERSION, the keys it requires, a sample .env, Prisma-style
+migrations under backend/prisma/migrations and a frontend asset tree under
+frontend/dist.
+
+    1.4.0  3 migrations, 60 assets
+    1.5.0  +3 migrations, a new env key (ROM_UPLOAD_LIMIT_MB), 10 assets changed, 5 added, 5 removed
+    1.6.0  +1 migration, its health turns degraded (broken on purpose)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import tarfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+MIGRATIONS = {
+    "1.4.0": [
+        ("20250101000000_init", 'CREATE TABLE "User" (id serial PRIMARY KEY, email text NOT NULL UNIQUE);'),
+        ("20250201000000_rom", 'CREATE TABLE "Rom" (id serial PRIMARY KEY, title text NOT NULL, asset_uri text);'),
+        ("20250301000000_save_state", 'CREATE TABLE "SaveState" (id serial PRIMARY KEY, user_id int REFERENCES '
+                                      '"User"(id), rom_id int REFERENCES "Rom"(id), data_uri text);'),
+    ],
+    "1.5.0": [
+        ("20250601000000_favorites", 'CREATE TABLE "Favorite" (user_id int REFERENCES "User"(id), rom_id int '
+                                     'REFERENCES "Rom"(id), PRIMARY KEY (user_id, rom_id));'),
+        ("20250701000000_rom_platform", 'ALTER TABLE "Rom" ADD COLUMN platform text NOT NULL DEFAULT \'NES\';'),
+        ("20250801000000_user_display_name", 'ALTER TABLE "User" ADD COLUMN display_name text;'),
+    ],
+    "1.6.0": [
+        ("20250901000000_achievements", 'CREATE TABLE "Achievement" (id serial PRIMARY KEY, name text);'),
+    ],
+}
+ORDER = ["1.4.0", "1.5.0", "1.6.0"]
+
+BASE_ENV = [
+    ("APP_PORT", "8080", "Port the backend listens on"),
+    ("DATABASE_URL", "postgresql://treazrisland:change-me@db:5432/treazrisland", "PostgreSQL connection"),
+    ("JWT_SECRET", "", "Secret for session tokens"),
+    ("OBJECT_STORAGE_BUCKET", "treazrisland-assets", "Bucket for ROMs and artwork"),
+    ("LOG_LEVEL", "info", "Log level"),
+]
+NEW_KEY = ("ROM_UPLOAD_LIMIT_MB", "512", "Largest ROM upload accepted")
+
+
+def assets(version):
+    """{relative path: bytes} of the frontend bundle of a release (deterministic)."""
+    files = {}
+    names = ["static/chunks/page-%02d.js" % n for n in range(40)] + ["images/art-%02d.png" % n for n in range(20)]
+    if version != "1.4.0":
+        names = names[5:] + ["static/chunks/netplay-%02d.js" % n for n in range(5)]
+    for name in names:
+        changed = version != "1.4.0" and name.endswith(("-10.js", "-11.js", "-12.js", "-13.js", "-14.js",
+                                                          "-15.js", "-16.js", "-17.js", "-18.js", "-19.js"))
+        seed = ("%s@%s" % (name, version if changed else "1.4.0")).encode()
+        size = 200 + int(hashlib.sha256(seed).hexdigest()[:4], 16) * 3
+        files["frontend/dist/" + name] = (hashlib.sha256(seed).hexdigest().encode() * (size // 64 + 1))[:size]
+    files["frontend/dist/index.html"] = ("<html><body>Treazrisland %s</body></html>\n" % version).encode()
+    return files
+
+
+def release_files(version):
+    files = {}
+    with open(os.path.join(HERE, "app.py"), "rb") as handle:
+        files["app.py"] = handle.read()
+    files["VERSION"] = (version + "\n").encode()
+    keys = BASE_ENV + ([NEW_KEY] if version != "1.4.0" else [])
+    files[".env.example"] = "".join("# %s\n%s=%s\n" % (doc, key, default) for key, default, doc in keys).encode()
+    files["required-env.txt"] = ("\n".join(key for key, _default, _doc in keys) + "\n").encode()
+    for release in ORDER[:ORDER.index(version) + 1]:
+        for name, sql in MIGRATIONS[release]:
+            files["backend/prisma/migrations/%s/migration.sql" % name] = (sql + "\n").encode()
+    files["backend/prisma/migrations/migration_lock.toml"] = b'provider = "postgresql"\n'
+    files.update(assets(version))
+    if version == "1.6.0":
+        files["BROKEN"] = b"health turns degraded\n"
+    return files
+
+
+def build(version, directory):
+    """Write treazrisland-<version>.tar.gz (reproducible: fixed times and owners); return its path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "treazrisland-%s.tar.gz" % version)
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(release_files(version).items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 1735689600, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def build_all(directory):
+    return {version: build(version, directory) for version in ORDER}
+
+
+if __name__ == "__main__":
+    for built in build_all(sys.argv[1] if len(sys.argv) > 1 else "dist").values():
+        print(built)
