@@ -19,8 +19,10 @@ import subprocess
 import tempfile
 import time
 
-BRIDGE = "trzbr0"
-SUBNET = "10.231.0"
+# One bridge and subnet per process, so that two runs (a developer's and CI's) never share them.
+_RUN = os.getpid() % 200 + 20
+BRIDGE = "trzbr%d" % _RUN
+SUBNET = "10.231.%d" % _RUN
 CONTROLLER_ADDRESS = SUBNET + ".1"
 
 
@@ -43,7 +45,7 @@ class SshHost:
     def __init__(self, name, address, root):
         self.name = name
         self.address = address
-        self.namespace = "trz-" + name
+        self.namespace = "trz%d-%s" % (_RUN, name)
         self.root = root  # this host's own /opt and /srv live here on the controller
         self.pid = None
 
@@ -90,7 +92,7 @@ class SshHosts:
     def _start_host(self, host, number):
         for directory in (host.opt, host.srv):
             os.makedirs(directory)
-        veth = "trzv%d" % number
+        veth = "trzv%d-%d" % (_RUN, number)
         _run(["ip", "netns", "add", host.namespace])
         _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", host.namespace])
         _run(["ip", "link", "set", veth, "master", BRIDGE, "up"])
@@ -169,14 +171,14 @@ class SshHosts:
 
     def _cleanup_network(self):
         for number in range(1, self.count + 1):
-            namespace = "trz-%s%d" % (self.prefix, number)
+            namespace = "trz%d-%s%d" % (_RUN, self.prefix, number)
             for pid in _run(["ip", "netns", "pids", namespace], check=False).stdout.split():
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             _run(["ip", "netns", "del", namespace], check=False)
-            _run(["ip", "link", "del", "trzv%d" % number], check=False)
+            _run(["ip", "link", "del", "trzv%d-%d" % (_RUN, number)], check=False)
         _run(["ip", "link", "del", BRIDGE], check=False)
 
     def __enter__(self):
