@@ -53,8 +53,10 @@ def _reachable_by_postgres(path):
 class PgCluster:
     """One running cluster on 127.0.0.1: superuser ``postgres`` with a random password."""
 
-    def __init__(self, bin_dir=None, name="pg"):
+    def __init__(self, bin_dir=None, name="pg", also_listen=None):
         self.bin_dir = bin_dir or DEBIAN_BIN[-1]
+        # An address of the sandbox bridge, so that the SSH hosts' apps can reach the server too.
+        self.also_listen = also_listen
         self.name = name
         self.port = None
         self.password = "pw-" + secrets.token_hex(12)
@@ -84,9 +86,14 @@ class PgCluster:
                       "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256",
                       "--pwfile=" + pwfile])
         os.unlink(pwfile)
+        listen = "127.0.0.1"
+        if self.also_listen:
+            listen += "," + self.also_listen
+            with open(os.path.join(data, "pg_hba.conf"), "a") as handle:
+                handle.write("host all all %s/24 scram-sha-256\n" % self.also_listen)
         self.port = free_port()
-        options = "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off" % (
-            self.port, sockets)
+        options = "-p %d -k %s -c listen_addresses=%s -c fsync=off -c full_page_writes=off" % (
+            self.port, sockets, listen)
         _as_postgres([os.path.join(self.bin_dir, "pg_ctl"), "-D", data, "-o", options,
                       "-l", os.path.join(sockets, "server.log"), "-w", "start"])
         return self
@@ -112,9 +119,9 @@ class PgCluster:
         with self.connect() as conn:
             return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
 
-    def dsn(self, dbname="postgres"):
-        return "postgresql://postgres:%s@127.0.0.1:%d/%s" % (
-            urllib.parse.quote(self.password, safe=""), self.port, dbname)
+    def dsn(self, dbname="postgres", host="127.0.0.1"):
+        return "postgresql://postgres:%s@%s:%d/%s" % (
+            urllib.parse.quote(self.password, safe=""), host, self.port, dbname)
 
     def params(self, dbname="postgres"):
         """Module options for this cluster, in the explicit form."""

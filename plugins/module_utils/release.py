@@ -247,6 +247,8 @@ def release(params, check_mode):
             result["diff"] = {"before": "current -> %s\n" % before, "after": "current -> %s\n" % version}
     elif state == "good":
         changed = mark_good(releases, version, check_mode)
+    elif state == "info":
+        changed = False
     else:
         removed = prune(releases, params["keep_releases"], check_mode)
         changed = bool(removed)
