@@ -34,7 +34,11 @@ fi
 wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$wanted" ]; then
   echo "setup: installing Python packages from requirements.txt"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+  # pip's own warnings go to a log, shown only when the install fails.
+  if ! .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt 2> .venv/pip.log; then
+    cat .venv/pip.log >&2
+    exit 1
+  fi
   echo "$wanted" > .venv/.requirements.sha256
 fi
 
