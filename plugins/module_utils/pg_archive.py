@@ -68,9 +68,12 @@ def backup(params, check_mode):
         major = server_major(conn)
         pg_dump = find_tool("pg_dump", major, params["pg_bin_dir"])
         pg_restore = pg_dump.sibling("pg_restore")
+        space = os.statvfs(dest)
         plan = {
             "path": path, "manifest_path": manifest_path_for(path), "format": fmt, "database": db.dbname,
             "server_version": server_version(conn), "pg_dump": pg_dump.as_dict(),
+            "database_size": conn.execute("SELECT pg_database_size(current_database())").fetchone()[0],
+            "dest_free_bytes": space.f_bavail * space.f_frsize,
         }
         if check_mode:
             return dict(plan, changed=False, msg="would write %s and its manifest" % path)

@@ -130,6 +130,16 @@ pg_dump:
   returned: always
   type: dict
   sample: {"path": "/usr/lib/postgresql/16/bin/pg_dump", "version": "16.4"}
+database_size:
+  description: Size of the database on the server in bytes (an archive is usually much smaller).
+  returned: always
+  type: int
+  sample: 830472192
+dest_free_bytes:
+  description: Free bytes in O(dest) before the backup, for a preflight check.
+  returned: always
+  type: int
+  sample: 53687091200
 schema_version:
   description: Latest applied migration found in the dump's snapshot, or null without a migrations table.
   returned: changed
