@@ -8,7 +8,7 @@ a transaction, with `_prisma_migrations` rows written as Prisma writes them
 applied_steps_count). A failing file leaves its row unfinished with the error
 in `logs`, and nothing is applied past an unfinished row (Prisma's P3009).
 
-    DATABASE_URL=... python prisma_migrate.py deploy DIR
+    DATABASE_URL=... python prisma_migrate.py deploy DIR [--to NAME]   (--to: stop after NAME)
     DATABASE_URL=... python prisma_migrate.py down DIR --to NAME   (runs down.sql files; Prisma has none:
                                                                      this plays a team's own down tool)
 
@@ -44,7 +44,7 @@ def release_migrations(directory):
     return [(name, os.path.join(directory, name, "migration.sql")) for name in names]
 
 
-def deploy(conn, directory):
+def deploy(conn, directory, stop_after=None):
     conn.execute(CREATE_TABLE)
     failed = conn.execute("SELECT migration_name FROM _prisma_migrations "
                           "WHERE finished_at IS NULL AND rolled_back_at IS NULL").fetchall()
@@ -54,7 +54,8 @@ def deploy(conn, directory):
         return 1
     applied = {row[0] for row in conn.execute(
         "SELECT migration_name FROM _prisma_migrations WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL")}
-    pending = [(name, path) for name, path in release_migrations(directory) if name not in applied]
+    pending = [(name, path) for name, path in release_migrations(directory)
+               if name not in applied and (stop_after is None or name <= stop_after)]
     if not pending:
         print("No pending migrations to apply.")
         return 0
@@ -111,7 +112,7 @@ def main():
     args = parser.parse_args()
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
         if args.action == "deploy":
-            return deploy(conn, args.directory)
+            return deploy(conn, args.directory, args.to or None)
         return down(conn, args.directory, args.to)
 
 

@@ -99,7 +99,7 @@ def _judge(before, after, result, output, params, where):
     if params["expect_version"] and after["version"] != params["expect_version"]:
         raise OpsError("%s: the schema version is %s after the migration, expected %s" % (
             where, after["version"], params["expect_version"]), **details)
-    if after.get("pending"):
+    if not params["expect_version"] and after.get("pending"):
         raise OpsError("%s: migrations of the release still pending after the command: %s" % (
             where, ", ".join(after["pending"])), **details)
 
@@ -154,12 +154,14 @@ def migrate(params, check_mode):
     before = _inspect(db, params)
     _refuse_broken_state(before)
     outcome = {"version_before": before["version"], "pending": before.get("pending")}
-    if params["migrations_dir"] and not before["pending"]:
+    nothing_to_do = (before["version"] == params["expect_version"] if params["expect_version"]
+                     else params["migrations_dir"] and not before["pending"])
+    if nothing_to_do:
         return dict(outcome, changed=False, version=before["version"], msg="no pending migration")
     if check_mode:
         return dict(outcome, changed=False, version=before["version"],
                     msg="would run the migration command; pending: %s" % (before.get("pending") or "unknown"))
-    argv = _argv(params["command"])
+    argv = [part.replace("{to}", params["expect_version"] or "") for part in _argv(params["command"])]
     if params["rehearse"]:
         outcome["rehearsal"] = _rehearse(db, argv, params)
     result, output = _run_command(db, argv, params, "migrate %s" % db.describe())

@@ -91,8 +91,8 @@ class Releases:
         if not os.path.isdir(self.releases_dir):
             return []
         return sorted(name for name in os.listdir(self.releases_dir)
-                      if not name.startswith(".") and os.path.isfile(os.path.join(self.releases_dir, name,
-                                                                                 RELEASE_RECORD)))
+                      if not name.startswith(".")
+                      and os.path.isfile(os.path.join(self.releases_dir, name, RELEASE_RECORD)))
 
     def summary(self):
         state = self.state()
@@ -247,8 +247,6 @@ def release(params, check_mode):
             result["diff"] = {"before": "current -> %s\n" % before, "after": "current -> %s\n" % version}
     elif state == "good":
         changed = mark_good(releases, version, check_mode)
-    elif state == "info":
-        changed = False
     else:
         removed = prune(releases, params["keep_releases"], check_mode)
         changed = bool(removed)
@@ -257,3 +255,8 @@ def release(params, check_mode):
     if check_mode and state == "current" and changed:
         result["current"] = version
     return result
+
+
+def release_info(params, check_mode):
+    """The app_release_info module: read-only."""
+    return dict(Releases(params["base_dir"]).summary(), changed=False)

@@ -20,7 +20,7 @@ description:
   - O(state=good) records the current release as the last known good one (after the health gate passed).
   - O(state=pruned) keeps the O(keep_releases) newest releases by switch history, and never removes the
     current release nor the last known good one.
-  - O(state=info) only reads; every state returns RV(current), RV(previous), RV(last_good) and RV(releases).
+  - Every state returns RV(current), RV(previous), RV(last_good) and RV(releases).
 author:
   - Treazrisland ops contributors (@picmac)
 extends_documentation_fragment:
@@ -40,12 +40,12 @@ options:
     type: path
     required: true
   version:
-    description: The release id, the same on every host. Required except with O(state=pruned) and O(state=info).
+    description: The release id, the same on every host. Required except with O(state=pruned).
     type: str
   state:
     description: What to do; see the description.
     type: str
-    choices: [present, current, good, pruned, info]
+    choices: [present, current, good, pruned]
     default: present
   src:
     description: The release artifact (C(.tar.gz)) on the host, for O(state=present).
@@ -54,14 +54,16 @@ options:
     description: Expected sha256 of O(src); a mismatch installs nothing.
     type: str
   shared:
-    description: Paths inside the release to link to paths under C(<base_dir>/shared), e.g. V({".env": ".env"}).
+    description:
+      - Paths inside the release to link to paths under C(<base_dir>/shared).
+      - 'For example V({".env": ".env"}) makes the release read the shared C(.env).'
     type: dict
   keep_releases:
     description: With O(state=pruned), how many releases to keep.
     type: int
     default: 5
 seealso:
-  - module: treazrisland.ops.db_migrate
+  - module: treazrisland.ops.app_release_info
 """
 
 EXAMPLES = r"""
@@ -126,8 +128,7 @@ def main():
         argument_spec=dict(
             base_dir=dict(type="path", required=True),
             version=dict(type="str"),
-            state=dict(type="str", choices=["present", "current", "good", "pruned", "info"],
-                       default="present"),
+            state=dict(type="str", choices=["present", "current", "good", "pruned"], default="present"),
             src=dict(type="path"),
             sha256=dict(type="str"),
             shared=dict(type="dict"),

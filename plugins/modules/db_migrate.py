@@ -59,7 +59,10 @@ options:
     type: int
     default: 1800
   expect_version:
-    description: The schema version the command must reach.
+    description:
+      - The schema version the command must reach; C({to}) in O(command) is replaced by it, for tools that
+        can stop at a version. When the database is already there, nothing runs.
+      - Unset, with O(migrations_dir), every migration of the release must be applied.
     type: str
   direction:
     description: V(up) applies the release's migrations; V(down) goes back to O(to) with O(down_command).

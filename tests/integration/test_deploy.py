@@ -32,7 +32,7 @@ def deployment(ssh_hosts, release_artifacts, tmp_path_factory):
                      str(only_140 / "backend/prisma/migrations")]))
         assert not run.failed, run.msg
         for number, host in enumerate(ssh_hosts.hosts):
-            shared = os.path.join(host.opt, BASE.split("/")[-1], "shared")
+            shared = os.path.join(host.opt, os.path.basename(BASE), "shared")
             os.makedirs(shared, exist_ok=True)
             with open(os.path.join(shared, ".env"), "w") as handle:
                 handle.write("APP_PORT=%d\nDATABASE_URL=%s\nJWT_SECRET=s3cret-%d\nOBJECT_STORAGE_BUCKET=assets\n"
