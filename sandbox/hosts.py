@@ -134,13 +134,15 @@ class SshHosts:
         return ["-i", self.private_key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                 "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
 
-    def inventory(self, group="app", **group_vars):
+    def inventory(self, group="app", python="/usr/bin/python3", host_vars=None, **group_vars):
         """An INI inventory of the hosts, written next to the key; returns its path."""
         path = os.path.join(self.base, "inventory.ini")
         control = os.path.join(self.base, "cp-%h")
         lines = ["[%s]" % group]
-        lines += ["%s ansible_host=%s" % (host.name, host.address) for host in self.hosts]
-        lines += ["", "[%s:vars]" % group, "ansible_user=root", "ansible_python_interpreter=/usr/bin/python3",
+        lines += ["%s ansible_host=%s%s" % (host.name, host.address, "".join(
+            " %s=%s" % item for item in sorted((host_vars or {}).get(host.name, {}).items())))
+            for host in self.hosts]
+        lines += ["", "[%s:vars]" % group, "ansible_user=root", "ansible_python_interpreter=%s" % python,
                   "ansible_ssh_private_key_file=%s" % self.private_key,
                   "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                   "-o ControlMaster=auto -o ControlPersist=60s -o ControlPath=%s'" % control]

@@ -65,30 +65,33 @@ def assets(version):
     return files
 
 
-def release_files(version):
+def release_files(version, version_of=None, overrides=None):
+    """Files of a release; version_of builds another release's content under this version's name."""
+    content = version_of or version
     files = {}
     with open(os.path.join(HERE, "app.py"), "rb") as handle:
         files["app.py"] = handle.read()
     files["VERSION"] = (version + "\n").encode()
-    keys = BASE_ENV + ([NEW_KEY] if version != "1.4.0" else [])
+    keys = BASE_ENV + ([NEW_KEY] if content != "1.4.0" else [])
     files[".env.example"] = "".join("# %s\n%s=%s\n" % (doc, key, default) for key, default, doc in keys).encode()
     files["required-env.txt"] = ("\n".join(key for key, _default, _doc in keys) + "\n").encode()
-    for release in ORDER[:ORDER.index(version) + 1]:
+    for release in ORDER[:ORDER.index(content) + 1]:
         for name, sql in MIGRATIONS[release]:
             files["backend/prisma/migrations/%s/migration.sql" % name] = (sql + "\n").encode()
     files["backend/prisma/migrations/migration_lock.toml"] = b'provider = "postgresql"\n'
-    files.update(assets(version))
-    if version == "1.6.0":
+    files.update(assets(content))
+    if content == "1.6.0":
         files["BROKEN"] = b"health turns degraded\n"
+    files.update(overrides or {})
     return files
 
 
-def build(version, directory):
+def build(version, directory, version_of=None, overrides=None):
     """Write treazrisland-<version>.tar.gz (reproducible: fixed times and owners); return its path."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "treazrisland-%s.tar.gz" % version)
     with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in sorted(release_files(version).items()):
+        for name, data in sorted(release_files(version, version_of, overrides).items()):
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), 1735689600, 0o644
             tar.addfile(info, io.BytesIO(data))
