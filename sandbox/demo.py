@@ -1,55 +1,74 @@
-"""The demo: start two throwaway clusters, back one up and restore into the other, compare, stop.
+"""The demo (`make demo`): a local Treazrisland deployment, upgraded, then rescued by the automatic rollback.
 
-Run by `make demo`. Leaves the backup and its manifest in demo-output/backups
-and no server running.
+1. builds the sandbox: three app hosts (network namespaces with their own sshd), PostgreSQL, the stand-in
+   app's releases 1.4.0, 1.5.0 and a broken 1.6.0, and deploys 1.4.0;
+2. upgrades 1.4.0 -> 1.5.0 with playbooks/upgrade.yml (3 migrations, a new env key, new assets);
+3. attempts 1.6.0, whose health turns degraded: the first batch fails its health gate and the playbook
+   rolls everything back to 1.5.0;
+4. shows what every host serves and where the deployment log and the backups are, and stops every server.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
+import shutil
 import sys
-import tempfile
+import time
+import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from sandbox.pgcluster import PgCluster  # noqa: E402
-from sandbox.sample_db import populate, table_fingerprints  # noqa: E402
+from sandbox.site import Site, run_playbook  # noqa: E402
 
-DATABASE = "treazrisland"
+PLAYBOOK = os.path.join(REPO, "playbooks", "upgrade.yml")
+
+
+def served(site):
+    versions = {}
+    for host in site.hosts.hosts:
+        with urllib.request.urlopen("http://%s:8080/version" % host.address, timeout=5) as answer:
+            versions[host.name] = json.load(answer)["version"]
+    return versions
+
+
+def say(text):
+    print("\n=== demo: %s" % text, flush=True)
 
 
 def main():
+    started = time.monotonic()
     output = os.path.join(REPO, "demo-output")
-    os.makedirs(output, exist_ok=True)
-    with PgCluster(name="demo-source") as source, PgCluster(name="demo-target") as target:
-        print("demo: PostgreSQL clusters on 127.0.0.1:%d (source) and :%d (target)" % (source.port, target.port))
-        source.create_database(DATABASE)
-        with source.connect(DATABASE) as conn:
-            populate(conn)
-        print("demo: sample database %r loaded (enums, arrays, jsonb, 200,000 ROM rows, _prisma_migrations)"
-              % DATABASE)
-        # Passwords go to ansible in a 0600 file, never on a command line.
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            json.dump({"demo_source_dsn": source.dsn(DATABASE), "demo_target_dsn": target.dsn(DATABASE),
-                       "demo_output": output}, handle)
-        try:
-            subprocess.run(["ansible-playbook", os.path.join(REPO, "sandbox", "demo.yml"), "-e", "@" + handle.name],
-                           check=True, cwd=REPO)
-        finally:
-            os.unlink(handle.name)
-        with source.connect(DATABASE) as a, target.connect(DATABASE) as b:
-            before, after = table_fingerprints(a), table_fingerprints(b)
-        for table, (rows, digest) in sorted(before.items()):
-            print("demo: %-28s %7d rows  md5 %s  %s" % (table, rows, digest,
-                                                      "identical" if after.get(table) == (rows, digest) else "DIFFERENT"))
-        if before != after:
-            sys.exit("demo: the restored database differs from the source")
-        print("demo: restored database is identical to the source; clusters stopped. Backups in %s"
-              % os.path.join(output, "backups"))
+    shutil.rmtree(output, ignore_errors=True)
+    os.makedirs(output)
+    site = Site(output)
+    try:
+        say("building the sandbox: 3 app hosts, PostgreSQL, releases 1.4.0, 1.5.0 and a broken 1.6.0")
+        site.start()
+        first = run_playbook(site.first_deploy_playbook(), site.inventory(), site.release_vars("1.4.0"))
+        if first.returncode:
+            sys.exit("demo: the first deployment of 1.4.0 failed")
+        say("1.4.0 serves on %s" % served(site))
+
+        say("upgrading 1.4.0 -> 1.5.0 with playbooks/upgrade.yml")
+        if run_playbook(PLAYBOOK, site.inventory(), site.release_vars("1.5.0")).returncode:
+            sys.exit("demo: the upgrade to 1.5.0 failed")
+        say("1.5.0 serves on %s" % served(site))
+
+        say("attempting 1.6.0, which is broken on purpose: expect a failed health gate and a rollback")
+        attempt = run_playbook(PLAYBOOK, site.inventory(), site.release_vars("1.6.0"))
+        versions = served(site)
+        if attempt.returncode == 0 or set(versions.values()) != {"1.5.0"}:
+            sys.exit("demo: 1.6.0 should have failed and been rolled back to 1.5.0; hosts serve %s" % versions)
+        say("the upgrade to 1.6.0 failed as expected and was rolled back: %s" % versions)
+
+        backups = site.variables["treazrisland_backup_dir"]
+        say("done in %d s. Deployment log: %s\n    Backups and restore points: %s\n    %s" % (
+            time.monotonic() - started, site.variables["treazrisland_deployment_log"], backups,
+            "\n    ".join(sorted(os.listdir(os.path.join(backups, "restore-points"))))))
+    finally:
+        site.stop()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,129 @@
+"""A complete local Treazrisland deployment for the demo and the playbook tests.
+
+Three app hosts (network namespaces with their own sshd), a PostgreSQL cluster
+they reach over the sandbox bridge, the stand-in app's release artifacts, the
+database at release 1.4.0's schema with some rows, and 1.4.0 deployed and
+healthy on every host. ``variables`` are the deployment's variables, as an
+operator would put them in group_vars (secrets included, so they travel to
+ansible-playbook in a 0600 file, never on its command line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+from sandbox.hosts import CONTROLLER_ADDRESS, SshHosts
+from sandbox.pgcluster import PgCluster
+from sandbox.standin.releases import build, build_all
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+APPCTL = os.path.join(REPO, "sandbox", "standin", "appctl.py")
+RUNNER = os.path.join(REPO, "sandbox", "prisma_migrate.py")
+BASE = "/opt/treazrisland"
+DATABASE = "treazrisland"
+
+
+def run_playbook(playbook, inventory, variables, env=None):
+    """ansible-playbook with variables from a 0600 file; returns the CompletedProcess (output streamed)."""
+    handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # pylint: disable=consider-using-with
+    with handle:
+        os.fchmod(handle.fileno(), 0o600)
+        json.dump(variables, handle)
+    try:
+        return subprocess.run(["ansible-playbook", "-i", inventory, playbook, "-e", "@" + handle.name],
+                              cwd=REPO, env=env, check=False)
+    finally:
+        os.unlink(handle.name)
+
+
+class Site:
+    """The sandbox deployment; start() leaves release 1.4.0 serving on every host."""
+
+    def __init__(self, work_dir, hosts=None, base=BASE):
+        self.work = work_dir
+        self.base = base
+        self.hosts = hosts
+        self.own_hosts = hosts is None
+        self.cluster = None
+        self.artifacts = {}
+        self.variables = {}
+
+    def start(self, deploy=None):
+        if self.own_hosts:
+            self.hosts = SshHosts(count=3).start()
+        self.cluster = PgCluster(name="site", also_listen=CONTROLLER_ADDRESS).start()
+        self.cluster.create_database(DATABASE)
+        self.artifacts = build_all(os.path.join(self.work, "artifacts"))
+        # 1.5.1: release 1.5.0 whose second new migration fails, for failure drills.
+        self.artifacts["1.5.1"] = build("1.5.1", os.path.join(self.work, "artifacts"), version_of="1.5.0", overrides={
+            "backend/prisma/migrations/20250701000000_rom_platform/migration.sql":
+                b'ALTER TABLE "NoSuchTable" ADD COLUMN platform text;\n'})
+        backups = os.path.join(self.work, "backups")
+        os.makedirs(backups, exist_ok=True)
+        self.variables = {
+            "treazrisland_database_url": self.cluster.dsn(DATABASE),
+            "treazrisland_backup_dir": backups,
+            "treazrisland_base_dir": self.base,
+            "treazrisland_migrate_command": [PYTHON, RUNNER, "deploy", "backend/prisma/migrations"],
+            # The restore runbook migrates up to a chosen version: the runner stops after {to}.
+            "restore_migrate_command": [PYTHON, RUNNER, "deploy", "backend/prisma/migrations", "--to", "{to}"],
+            "treazrisland_restart_command": [PYTHON, APPCTL, "restart", self.base, PYTHON],
+            "treazrisland_stop_command": [PYTHON, APPCTL, "stop", self.base],
+            "treazrisland_health_url": "http://127.0.0.1:8080/health",
+            "treazrisland_version_url": "http://127.0.0.1:8080/version",
+            "treazrisland_deployment_log": os.path.join(self.work, "deployment.log"),
+        }
+        self._database_at_140()
+        self._shared_env()
+        if deploy:
+            deploy(self)
+        return self
+
+    def _database_at_140(self):
+        staged = os.path.join(self.work, "staged-1.4.0")
+        with tarfile.open(self.artifacts["1.4.0"]) as tar:
+            tar.extractall(staged)  # the sandbox's own artifact
+        subprocess.run([PYTHON, RUNNER, "deploy", os.path.join(staged, "backend", "prisma", "migrations")],
+                       env=dict(os.environ, DATABASE_URL=self.cluster.dsn(DATABASE)), check=True,
+                       stdout=subprocess.DEVNULL)
+        self.cluster.execute("""INSERT INTO "User" (email) SELECT 'player' || g || '@treazris.land'
+                                FROM generate_series(1, 50) g;
+                                INSERT INTO "Rom" (title, asset_uri) SELECT 'Game ' || g, 's3://assets/roms/' || g
+                                FROM generate_series(1, 500) g""", DATABASE)
+
+    def _shared_env(self):
+        for number, host in enumerate(self.hosts.hosts):
+            shared = os.path.join(host.opt, os.path.relpath(self.base, "/opt"), "shared")
+            os.makedirs(shared, exist_ok=True)
+            with open(os.path.join(shared, ".env"), "w") as handle:
+                handle.write("APP_PORT=8080\nDATABASE_URL=%s\nJWT_SECRET=s3cret-%d\nOBJECT_STORAGE_BUCKET=assets\n"
+                             "LOG_LEVEL=info\nROM_UPLOAD_LIMIT_MB=512\n" % (
+                                 self.cluster.dsn(DATABASE, CONTROLLER_ADDRESS), number))
+            os.chmod(os.path.join(shared, ".env"), 0o600)
+
+    def inventory(self, **host_vars):
+        """The hosts' inventory; the health gates give a stopping app 5 seconds."""
+        return self.hosts.inventory(host_vars=host_vars, deploy_health_retries=5, verify_health_retries=5)
+
+    def first_deploy_playbook(self):
+        path = os.path.join(self.work, "first-deploy.yml")
+        with open(path, "w") as handle:
+            json.dump([{"name": "First deployment of 1.4.0", "hosts": "app", "gather_facts": False,
+                        "roles": ["treazrisland.ops.deploy"]}], handle)
+        return path
+
+    def release_vars(self, version):
+        return dict(self.variables, treazrisland_target_version=version,
+                    treazrisland_release_artifact=self.artifacts[version])
+
+    def stop(self):
+        if self.cluster:
+            self.cluster.stop()
+        if self.hosts and self.own_hosts:
+            self.hosts.stop()
