@@ -130,6 +130,11 @@ class SshHosts:
                 raise RuntimeError("sshd of %s did not answer: %s" % (host.name, result.stderr.strip()))
             time.sleep(0.1)
 
+    def ssh(self, host, argv):
+        """Run a command on a host over SSH; returns the CompletedProcess."""
+        import shlex  # pylint: disable=import-outside-toplevel
+        return _run(["ssh"] + self.ssh_options() + ["root@" + host.address, shlex.join(argv)], check=False)
+
     def ssh_options(self):
         return ["-i", self.private_key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                 "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]

@@ -122,7 +122,13 @@ class Site:
         return dict(self.variables, treazrisland_target_version=version,
                     treazrisland_release_artifact=self.artifacts[version])
 
+    def stop_apps(self):
+        for host in self.hosts.hosts:
+            self.hosts.ssh(host, [PYTHON, APPCTL, "stop", self.base])
+
     def stop(self):
+        if self.hosts and not self.own_hosts:
+            self.stop_apps()  # shared hosts: leave no app holding the port for the next user
         if self.cluster:
             self.cluster.stop()
         if self.hosts and self.own_hosts:

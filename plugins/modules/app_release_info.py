@@ -17,7 +17,6 @@ author:
   - Treazrisland ops contributors (@picmac)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
   check_mode:
     support: full

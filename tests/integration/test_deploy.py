@@ -39,6 +39,8 @@ def deployment(ssh_hosts, release_artifacts, tmp_path_factory):
                              "LOG_LEVEL=info\nROM_UPLOAD_LIMIT_MB=512\n" % (
                                  8080, cluster.dsn("treazrisland", CONTROLLER_ADDRESS), number))
         yield cluster
+        for host in ssh_hosts.hosts:  # the hosts are shared with other tests: free the app's port
+            ssh_hosts.ssh(host, [sys.executable, APPCTL, "stop", BASE])
 
 
 def deploy_play(tmp_path, version, artifact, serial=1):

@@ -1,0 +1,255 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Treazrisland ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: config_apply
+short_description: Bring Treazrisland's live configuration in line with a release, rotate secrets, or restore a bundle
+version_added: 0.1.0
+description:
+  - The guide's Configuration Changes (apply updates, secret rotation) and Rollback, Configuration steps, for env
+    files, Kubernetes Secrets and ConfigMaps and AWS Secrets Manager secrets.
+  - With O(state=present), adds the keys of O(sample) that the live source lacks, with the sample's documented
+    default (an env file gets the sample's own line, with the comment lines right above it), or with the value
+    given in O(values). A new secret key (see O(secret_keys)) must be given in O(values), since a sample's
+    placeholder is never written for a secret.
+  - Keys of the live source that the sample no longer has (deprecated) are kept, unless
+    O(remove_deprecated=true) and a scan of the new release's code (O(release_path)) finds no reference to them;
+    the files that still reference a key are returned in RV(kept_deprecated).
+  - O(values) also sets existing keys; for a secret that is the rotation step, done before the code deploy. Its
+    previous value is kept in O(bundle) (required then) for the rollback.
+  - Env files are edited line by line with python-dotenv's parser, so comments, order, quoting and C(export)
+    prefixes of untouched lines stay byte for byte. The file is replaced atomically with its mode and owner,
+    after a copy of the previous file (O(backup)).
+  - With O(state=restored), puts every section of a bundle written by M(treazrisland.ops.config_capture) back
+    into its source (env files byte for byte with their mode and owner). The bundle is decrypted and all its
+    checksums verified first; a wrong password or a checksum mismatch fails before anything is restored.
+  - Keys whose default changed are not touched, since a deployment's value is its own choice (see
+    M(treazrisland.ops.config_diff)).
+author:
+  - Treazrisland ops contributors (@picmac)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - treazrisland.ops.config
+  - treazrisland.ops.config.bundle
+  - treazrisland.ops.config.sample
+attributes:
+  check_mode:
+    support: full
+    details: Reads everything, scans the release and reports what would change (C(changed=true) when something
+      would), writing nothing.
+  diff_mode:
+    support: full
+    details:
+      - Env files as their text, other sources as sorted C(KEY=value) lines; secrets only as V(<secret>) or
+        V(<secret, changed>).
+  platform:
+    platforms: posix
+options:
+  state:
+    description:
+      - V(present) brings O(source) in line with O(sample) and O(values).
+      - V(restored) writes the sources of O(bundle) back to what it holds.
+    type: str
+    choices: [present, restored]
+    default: present
+  source:
+    description: The live configuration to change; required with O(state=present).
+    type: dict
+    suboptions:
+      type:
+        description:
+          - V(env_file) is a C(.env) file on the host, V(kubernetes_secret) and V(kubernetes_configmap) an object
+            in a namespace, V(secretsmanager) an AWS Secrets Manager secret whose value is a JSON object.
+        type: str
+        required: true
+        choices: [env_file, kubernetes_secret, kubernetes_configmap, secretsmanager]
+      path:
+        description: The env file (V(env_file)); one file, not a pattern.
+        type: path
+      name:
+        description: Name of the Secret or ConfigMap.
+        type: str
+      namespace:
+        description: Namespace of the Secret or ConfigMap.
+        type: str
+        default: default
+      secret_id:
+        description: Name or ARN of the Secrets Manager secret.
+        type: str
+  values:
+    description:
+      - Keys to set, whatever the sample says; values of new keys, and new values of existing ones (rotation).
+      - Never logged.
+    type: dict
+  remove_deprecated:
+    description:
+      - Remove the keys the sample no longer has, each only when no file under O(release_path) mentions it
+        (whole-word match; C(.git) and C(node_modules) are skipped, and binary files).
+    type: bool
+    default: false
+  release_path:
+    description: The new release's code, scanned before removing deprecated keys; required with O(remove_deprecated=true).
+    type: path
+  backup:
+    description: Before an env file is replaced, copy it to V(<path>.<UTC time>.bak) (mode 0600).
+    type: bool
+    default: true
+  bundle:
+    description:
+      - With O(state=restored), the bundle to restore.
+      - With O(state=present), where the source's current state is kept before anything changes, unless the
+        bundle already holds a section for this source (the state captured before the upgrade is the one to go
+        back to). Required when O(values) changes an existing secret.
+    type: path
+notes:
+  - Values are compared and written as the file holds them; C(${VAR}) references are never expanded.
+  - A deprecated key's comment lines are kept when the key is removed.
+seealso:
+  - module: treazrisland.ops.config_capture
+  - module: treazrisland.ops.config_diff
+"""
+
+EXAMPLES = r"""
+- name: Add the keys release 1.5.0 introduces; its new secret comes from the vault
+  treazrisland.ops.config_apply:
+    source:
+      type: env_file
+      path: /etc/treazrisland/app.env
+    sample: /opt/treazrisland/releases/1.5.0/.env.example
+    values:
+      SESSION_SIGNING_SECRET: "{{ vault_session_signing_secret }}"
+
+- name: Remove deprecated keys that 1.5.0 no longer references
+  treazrisland.ops.config_apply:
+    source:
+      type: env_file
+      path: /etc/treazrisland/app.env
+    sample: /opt/treazrisland/releases/1.5.0/.env.example
+    remove_deprecated: true
+    release_path: /opt/treazrisland/releases/1.5.0
+
+- name: Rotate the JWT secret in the Kubernetes Secret before deploying, keeping the old one for rollback
+  treazrisland.ops.config_apply:
+    source:
+      type: kubernetes_secret
+      namespace: treazrisland
+      name: treazrisland-config
+    values:
+      JWT_SECRET: "{{ new_jwt_secret }}"
+    bundle: /var/backups/treazrisland/config_{{ upgrade_id }}.vault
+    bundle_password_file: /etc/treazrisland/bundle.pass
+
+- name: Roll the configuration back
+  treazrisland.ops.config_apply:
+    state: restored
+    bundle: /var/backups/treazrisland/config_{{ upgrade_id }}.vault
+    bundle_password_file: /etc/treazrisland/bundle.pass
+"""
+
+RETURN = r"""
+source:
+  description: The source changed.
+  returned: when state is present
+  type: str
+  sample: env_file /etc/treazrisland/app.env
+added:
+  description: Keys added.
+  returned: when state is present
+  type: list
+  elements: str
+  sample: ["OBJECT_STORAGE_REGION", "SESSION_SIGNING_SECRET"]
+updated:
+  description: Existing keys given a new value from O(values) (secret rotation).
+  returned: when state is present
+  type: list
+  elements: str
+  sample: ["JWT_SECRET"]
+removed:
+  description: Deprecated keys removed.
+  returned: when state is present
+  type: list
+  elements: str
+  sample: ["LEGACY_ASSET_PATH"]
+deprecated:
+  description: Keys of the live source the sample no longer has (removed or kept).
+  returned: when state is present
+  type: list
+  elements: str
+  sample: ["LEGACY_ASSET_PATH", "OLD_CDN_URL"]
+kept_deprecated:
+  description: Deprecated keys kept because files of the release still reference them, with those files (at most 20 each).
+  returned: when state is present
+  type: dict
+  sample: {"OLD_CDN_URL": ["backend/src/config/env.ts"]}
+bundle_saved:
+  description: Whether the source's previous state was written into O(bundle).
+  returned: when state is present
+  type: bool
+  sample: true
+backup_file:
+  description: Copy of the env file before the change.
+  returned: when an env file was changed with O(backup=true)
+  type: str
+  sample: /etc/treazrisland/app.env.20261125T214500Z.bak
+restored:
+  description: Sources written back from the bundle.
+  returned: when state is restored
+  type: list
+  elements: str
+  sample: ["env_file /etc/treazrisland/app.env", "kubernetes_secret treazrisland/treazrisland-config"]
+unchanged:
+  description: Sources of the bundle that already matched it.
+  returned: when state is restored
+  type: list
+  elements: str
+  sample: ["env_file /etc/treazrisland/worker.env"]
+backup_files:
+  description: Copies of env files taken before they were restored.
+  returned: when state is restored
+  type: list
+  elements: str
+  sample: ["/etc/treazrisland/app.env.20261125T221500Z.bak"]
+created_at:
+  description: When the restored bundle was captured (UTC).
+  returned: when state is restored
+  type: str
+  sample: "2026-11-25T21:45:00Z"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.treazrisland.ops.plugins.module_utils.config import (
+    BUNDLE_PASSWORD_ARGUMENT_SPEC, CONNECTION_ARGUMENT_SPEC, SAMPLE_ARGUMENT_SPEC, SOURCE_OPTIONS, apply,
+)
+from ansible_collections.treazrisland.ops.plugins.module_utils.module import run_module
+
+
+def main():
+    argument_spec = dict(
+        CONNECTION_ARGUMENT_SPEC,
+        **BUNDLE_PASSWORD_ARGUMENT_SPEC,
+        **SAMPLE_ARGUMENT_SPEC,
+        state=dict(type="str", choices=["present", "restored"], default="present"),
+        source=dict(type="dict", options=SOURCE_OPTIONS),
+        values=dict(type="dict", no_log=True),
+        remove_deprecated=dict(type="bool", default=False),
+        release_path=dict(type="path"),
+        backup=dict(type="bool", default=True),
+        bundle=dict(type="path"),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        mutually_exclusive=[("bundle_password", "bundle_password_file")],
+        required_if=[("state", "present", ("source",)), ("state", "restored", ("bundle",)),
+                     ("remove_deprecated", True, ("release_path",))],
+    )
+    run_module(module, apply)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""config_diff and config_apply (state=present) on a Treazrisland-shaped upgrade, 1.4.0 -> 1.5.0.
+
+Release 1.5.0's sample adds 2 keys (one of them a secret), drops 1 (LEGACY_ASSET_DIR) and changes 1
+default (RATE_LIMIT_DEFAULT_POINTS); the live file is 1.4.0's sample filled in by an operator.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from helpers import run_module, run_tasks
+
+SAMPLE_1_4 = """\
+# Treazrisland configuration sample (release 1.4.0)
+# Copy to /etc/treazrisland/app.env and replace every change-me.
+
+# Runtime
+NODE_ENV=production
+PORT=3001
+LOG_LEVEL=info
+
+# Database
+POSTGRES_USER=treazrisland
+POSTGRES_PASSWORD=change-me
+DATABASE_URL="postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@localhost:5432/treazrisland?schema=public"
+
+# Authentication
+JWT_SECRET=change-me-at-least-32-characters
+JWT_ACCESS_TTL=15m
+
+# Cache
+REDIS_URL=redis://localhost:6379/0
+
+# Object storage (S3 compatible)
+OBJECT_STORAGE_ENDPOINT=http://localhost:9000
+OBJECT_STORAGE_ACCESS_KEY=
+OBJECT_STORAGE_SECRET_KEY=
+OBJECT_STORAGE_BUCKET=treaz-assets
+# Assets served from the local disk before object storage existed
+LEGACY_ASSET_DIR=./var/assets
+
+# Rate limiting
+RATE_LIMIT_DEFAULT_POINTS=60
+"""
+
+SAMPLE_1_5 = """\
+# Treazrisland configuration sample (release 1.5.0)
+# Copy to /etc/treazrisland/app.env and replace every change-me.
+
+# Runtime
+NODE_ENV=production
+PORT=3001
+LOG_LEVEL=info
+
+# Database
+POSTGRES_USER=treazrisland
+POSTGRES_PASSWORD=change-me
+DATABASE_URL="postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@localhost:5432/treazrisland?schema=public"
+
+# Authentication
+JWT_SECRET=change-me-at-least-32-characters
+JWT_ACCESS_TTL=15m
+# Signs session cookies (new in 1.5.0); 32 random bytes
+SESSION_SIGNING_SECRET=change-me
+
+# Cache
+REDIS_URL=redis://localhost:6379/0
+
+# Object storage (S3 compatible)
+OBJECT_STORAGE_ENDPOINT=http://localhost:9000
+# Region of the bucket, for providers that need one
+OBJECT_STORAGE_REGION="us-east-1"
+OBJECT_STORAGE_ACCESS_KEY=
+OBJECT_STORAGE_SECRET_KEY=
+OBJECT_STORAGE_BUCKET=treaz-assets
+
+# Rate limiting
+RATE_LIMIT_DEFAULT_POINTS=120
+"""
+
+# Values that must never show, in any output.
+SECRETS = {
+    "POSTGRES_PASSWORD": "pg-Zm9yIHRoZSB0ZXN0",
+    "JWT_SECRET": "jwt-c2VjcmV0IG9mIDEuNC4w",
+    "OBJECT_STORAGE_ACCESS_KEY": "AKIAEXAMPLE7Q3P2",
+    "OBJECT_STORAGE_SECRET_KEY": "s3sk-dGhpcyBpcyBub3QgcmVhbA",
+}
+REDIS_PASSWORD = "redis-pw-4b1d"
+NEW_SESSION_SECRET = "sess-bmV3IGluIDEuNS4w"
+ROTATED_JWT = "jwt-cm90YXRlZCBiZWZvcmUgZGVwbG95"
+BUNDLE_PASSWORD = "rollback-pass-0e7d"
+
+LIVE = """\
+# /etc/treazrisland/app.env: production (from the 1.4.0 sample)
+export NODE_ENV=production
+PORT=3001
+LOG_LEVEL=warn
+
+POSTGRES_USER=treazrisland
+POSTGRES_PASSWORD='{POSTGRES_PASSWORD}'
+DATABASE_URL="postgresql://treazrisland:{POSTGRES_PASSWORD}@db.internal:5432/treazrisland?schema=public"
+
+JWT_SECRET={JWT_SECRET}  # rotated 2026-01-10
+JWT_ACCESS_TTL=15m
+
+REDIS_URL=redis://:{redis}@cache.internal:6379/0
+
+OBJECT_STORAGE_ENDPOINT=https://s3.eu-west-1.amazonaws.com
+OBJECT_STORAGE_ACCESS_KEY={OBJECT_STORAGE_ACCESS_KEY}
+OBJECT_STORAGE_SECRET_KEY="{OBJECT_STORAGE_SECRET_KEY}"
+OBJECT_STORAGE_BUCKET=treaz-assets-prod
+LEGACY_ASSET_DIR=/srv/treazrisland/assets
+
+RATE_LIMIT_DEFAULT_POINTS=60
+""".format(redis=REDIS_PASSWORD, **SECRETS)
+
+ADDED_BLOCK = (
+    "# Signs session cookies (new in 1.5.0); 32 random bytes\n"
+    "SESSION_SIGNING_SECRET=%s\n"
+    "# Region of the bucket, for providers that need one\n"
+    "OBJECT_STORAGE_REGION=\"us-east-1\"\n" % NEW_SESSION_SECRET
+)
+
+
+def make_upgrade(tmp_path):
+    """The live file, both samples and the 1.5.0 release tree (which still reads LEGACY_ASSET_DIR)."""
+    live = tmp_path / "app.env"
+    live.write_text(LIVE)
+    os.chmod(live, 0o640)
+    (tmp_path / "sample-1.4.0.env").write_text(SAMPLE_1_4)
+    release = tmp_path / "release-1.5.0"
+    (release / "backend" / "src" / "config").mkdir(parents=True)
+    (release / ".env.example").write_text(SAMPLE_1_5)
+    (release / "backend" / "src" / "config" / "env.ts").write_text(
+        "export const assetDir = process.env.LEGACY_ASSET_DIR ?? 's3';\nexport const port = process.env.PORT;\n")
+    (release / "backend" / "src" / "server.ts").write_text("import { port } from './config/env';\n")
+    return live, release
+
+
+def assert_never_shown(output, results):
+    for value in list(SECRETS.values()) + [REDIS_PASSWORD, NEW_SESSION_SECRET, ROTATED_JWT, BUNDLE_PASSWORD]:
+        assert value not in output, value
+        assert value not in str(results), value
+
+
+def test_diff_reports_new_deprecated_and_changed_keys_without_showing_a_secret(tmp_path):
+    live, release = make_upgrade(tmp_path)
+    before = live.read_bytes()
+    source = {"type": "env_file", "path": str(live)}
+    sample = str(release / ".env.example")
+    tasks = [
+        {"name": "against the previous sample", "treazrisland.ops.config_diff":
+            {"sample": sample, "previous_sample": str(tmp_path / "sample-1.4.0.env"), "source": source}},
+        {"name": "new sample only", "treazrisland.ops.config_diff": {"sample": sample, "source": source}},
+    ]
+    run = run_tasks(tasks, diff=True, verbosity=3)
+    exact, loose = (entry["result"] for entry in run.results)
+    assert [entry["status"] for entry in run.results] == ["ok", "ok"], run.output[-3000:]
+    assert exact["added"] == ["SESSION_SIGNING_SECRET", "OBJECT_STORAGE_REGION"]
+    assert exact["removed"] == ["LEGACY_ASSET_DIR"]
+    assert exact["changed_defaults"] == ["RATE_LIMIT_DEFAULT_POINTS"]
+    assert exact["changed"] is True and exact["in_sync"] is False  # changed: a difference to show
+    assert exact["msg"] == ("env_file %s against %s: 2 added, 1 removed, 1 changed defaults" % (live, sample))
+    assert exact["secrets"] == ["DATABASE_URL", "JWT_SECRET", "OBJECT_STORAGE_ACCESS_KEY", "OBJECT_STORAGE_SECRET_KEY",
+                                "POSTGRES_PASSWORD", "SESSION_SIGNING_SECRET"]
+    # Without the previous sample, the deployment's own values count as changed too.
+    assert loose["changed_defaults"] == ["LOG_LEVEL", "REDIS_URL", "OBJECT_STORAGE_ENDPOINT", "OBJECT_STORAGE_BUCKET",
+                                         "RATE_LIMIT_DEFAULT_POINTS"]
+    # --diff shows which secrets differ, never their values; URL passwords are masked.
+    for line in ("-JWT_SECRET=<secret>", "+JWT_SECRET=<secret, changed>", "+SESSION_SIGNING_SECRET=<secret>",
+                 "-LEGACY_ASSET_DIR=/srv/treazrisland/assets", "-RATE_LIMIT_DEFAULT_POINTS=60",
+                 "+RATE_LIMIT_DEFAULT_POINTS=120", "-REDIS_URL=redis://:********@cache.internal:6379/0"):
+        assert "\n%s\n" % line in run.output, line
+    assert_never_shown(run.output, run.results)
+    assert live.read_bytes() == before
+
+
+def test_diff_of_helm_values(tmp_path):
+    live, _release = make_upgrade(tmp_path)
+    values = tmp_path / "values.yaml"
+    values.write_text("image:\n  tag: 1.5.0\nenv:\n  PORT: 3001\n  LOG_LEVEL: warn\n  JWT_SECRET: ''\n"
+                      "  SESSION_SIGNING_SECRET: ''\n")
+    in_line = tmp_path / "in-line.env"
+    in_line.write_text("PORT=3001\nLOG_LEVEL=warn\nJWT_SECRET=x\nSESSION_SIGNING_SECRET=y\n")
+    tasks = [
+        {"name": "against the live file", "treazrisland.ops.config_diff":
+            {"sample": str(values), "sample_root": "env", "source": {"type": "env_file", "path": str(live)}}},
+        {"name": "against a file in line", "treazrisland.ops.config_diff":
+            {"sample": str(values), "sample_root": "env", "source": {"type": "env_file", "path": str(in_line)}}},
+    ]
+    run = run_tasks(tasks)
+    differs, same = (entry["result"] for entry in run.results)
+    assert differs["added"] == ["SESSION_SIGNING_SECRET"]
+    assert "LEGACY_ASSET_DIR" in differs["removed"] and "PORT" not in differs["removed"]
+    assert differs["changed_defaults"] == [] and differs["changed"] is True
+    assert same["changed"] is False and same["in_sync"] is True
+    assert same["msg"] == "env_file %s matches %s" % (in_line, values)
+
+
+def test_apply_adds_keys_keeps_referenced_deprecated_key_then_removes_it_and_is_idempotent(tmp_path):
+    live, release = make_upgrade(tmp_path)
+    args = {"source": {"type": "env_file", "path": str(live)}, "sample": str(release / ".env.example"),
+            "remove_deprecated": True, "release_path": str(release)}
+
+    # The new secret has no value: refused, nothing written. Check mode shows the plan and writes nothing.
+    tasks = [
+        {"name": "no value for the new secret", "ignore_errors": True, "treazrisland.ops.config_apply": args},
+        {"name": "plan", "check_mode": True, "treazrisland.ops.config_apply":
+            dict(args, values={"SESSION_SIGNING_SECRET": NEW_SESSION_SECRET})},
+    ]
+    run = run_tasks(tasks, diff=True)
+    refused, plan = (entry["result"] for entry in run.results)
+    assert refused["msg"] == ("no value given for the new secret key(s) SESSION_SIGNING_SECRET: a sample's "
+                              "placeholder is never written for a secret; set them in values")
+    assert plan["changed"] is True and plan["added"] == ["SESSION_SIGNING_SECRET", "OBJECT_STORAGE_REGION"]
+    assert "+SESSION_SIGNING_SECRET=<secret>\n+# Region of the bucket" in run.output
+    assert live.read_text() == LIVE
+    assert sorted(os.listdir(tmp_path)) == ["app.env", "release-1.5.0", "sample-1.4.0.env"]  # no backup, no temp
+
+    # Apply while the release still reads LEGACY_ASSET_DIR, twice.
+    apply_args = dict(args, values={"SESSION_SIGNING_SECRET": NEW_SESSION_SECRET})
+    tasks = [{"name": "apply", "treazrisland.ops.config_apply": apply_args},
+             {"name": "apply again", "treazrisland.ops.config_apply": apply_args}]
+    run = run_tasks(tasks, diff=True, verbosity=3)
+    first, second = (entry["result"] for entry in run.results)
+    assert first["changed"] is True and second["changed"] is False, run.output[-3000:]
+    assert first["added"] == ["SESSION_SIGNING_SECRET", "OBJECT_STORAGE_REGION"]
+    assert first["removed"] == [] and first["deprecated"] == ["LEGACY_ASSET_DIR"]
+    assert first["kept_deprecated"] == {"LEGACY_ASSET_DIR": ["backend/src/config/env.ts"]}
+    assert second["kept_deprecated"] == first["kept_deprecated"]
+    # Every existing byte stays; the new keys come with the sample's comment lines, in sample order.
+    assert live.read_text() == LIVE + ADDED_BLOCK
+    assert stat.S_IMODE(os.stat(live).st_mode) == 0o640
+    backup = first["backup_file"]
+    assert open(backup).read() == LIVE and stat.S_IMODE(os.stat(backup).st_mode) == 0o600
+    assert_never_shown(run.output, run.results)
+
+    # 1.5.0's code stops reading it: now it goes, and only its line goes.
+    (release / "backend" / "src" / "config" / "env.ts").write_text("export const port = process.env.PORT;\n")
+    tasks = [{"name": "remove", "treazrisland.ops.config_apply": apply_args},
+             {"name": "remove again", "treazrisland.ops.config_apply": apply_args}]
+    run = run_tasks(tasks)
+    first, second = (entry["result"] for entry in run.results)
+    assert first["changed"] is True and first["removed"] == ["LEGACY_ASSET_DIR"] and first["kept_deprecated"] == {}
+    assert second["changed"] is False and second["deprecated"] == []
+    assert live.read_text() == (LIVE + ADDED_BLOCK).replace("LEGACY_ASSET_DIR=/srv/treazrisland/assets\n", "")
+
+
+def test_rotation_keeps_the_previous_secret_in_the_bundle_for_rollback(tmp_path):
+    live, _release = make_upgrade(tmp_path)
+    bundle = tmp_path / "rollback.vault"
+    rotate = {"source": {"type": "env_file", "path": str(live)}, "values": {"JWT_SECRET": ROTATED_JWT},
+              "bundle": str(bundle), "bundle_password": BUNDLE_PASSWORD}
+    without_bundle = {key: value for key, value in rotate.items() if not key.startswith("bundle")}
+    tasks = [
+        {"name": "no bundle", "ignore_errors": True, "treazrisland.ops.config_apply": without_bundle},
+        {"name": "rotate", "treazrisland.ops.config_apply": rotate},
+        {"name": "rotate again", "treazrisland.ops.config_apply": rotate},
+    ]
+    run = run_tasks(tasks, diff=True, verbosity=3)
+    refused, rotated, again = (entry["result"] for entry in run.results)
+    assert refused["msg"] == "changing the secret(s) JWT_SECRET needs bundle: the previous values are kept there for rollback"
+    assert rotated["changed"] is True and rotated["updated"] == ["JWT_SECRET"] and rotated["bundle_saved"] is True
+    assert again["changed"] is False and again["bundle_saved"] is False
+    assert "-JWT_SECRET=<secret>\n+JWT_SECRET=<secret, changed>" in run.output
+    # Only the value changed: quoting, spacing and the comment of the line stay.
+    assert live.read_text() == LIVE.replace(SECRETS["JWT_SECRET"], ROTATED_JWT)
+    assert_never_shown(run.output, run.results)
+
+    run = run_module("config_apply", {"state": "restored", "bundle": str(bundle), "bundle_password": BUNDLE_PASSWORD})
+    assert run.result["changed"] is True, run.msg
+    assert live.read_text() == LIVE

@@ -1,0 +1,133 @@
+""".env files: python-dotenv's reading, byte-exact round trips, edits that touch only their own line."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from dotenv import dotenv_values
+
+from ansible_collections.treazrisland.ops.plugins.module_utils.config_envfile import EnvFile, quote_value
+from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
+
+TRICKY = (
+    "\ufeff# Treazrisland\n"
+    "export NODE_ENV=production\n"
+    "\n"
+    "  # indented comment\n"
+    "PORT = 3001   # inline comment\n"
+    "DATABASE_URL=\"postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@db:5432/treaz?schema=public\"\n"
+    "JWT_SECRET='single # not a comment'\n"
+    "MULTI=\"line one\nline two\"\n"
+    "ESCAPED=\"tab\\there \\\"quoted\\\"\"\n"
+    "EMPTY=\n"
+    "EMPTY_WITH_COMMENT= # nothing here\n"
+    "HASH=value#kept\n"
+    "'QUOTED_KEY'=1\n"
+    "CRLF=yes\r\n"
+    "LAST=no-newline"
+)
+
+
+def test_round_trip_is_byte_exact_and_values_match_python_dotenv():
+    envfile = EnvFile.parse(TRICKY, "tricky.env")
+    assert envfile.render() == TRICKY
+    expected = dotenv_values(stream=io.StringIO(TRICKY), interpolate=False)
+    assert envfile.values() == expected
+    assert envfile.values()["MULTI"] == "line one\nline two"
+    assert envfile.values()["EMPTY_WITH_COMMENT"] == ""
+
+
+def test_set_keeps_quoting_spacing_export_and_comment_and_no_other_byte():
+    envfile = EnvFile.parse(TRICKY, "tricky.env")
+    envfile.set("PORT", "4000")
+    envfile.set("JWT_SECRET", "new secret value")
+    envfile.set("NODE_ENV", "staging")
+    envfile.set("MULTI", "one\nthree")
+    text = envfile.render()
+    assert "PORT = 4000   # inline comment\n" in text
+    assert "JWT_SECRET='new secret value'\n" in text
+    assert "export NODE_ENV=staging\n" in text
+    assert 'MULTI="one\\nthree"\n' in text
+    unchanged = [line for line in TRICKY.splitlines(True) if not line.startswith(("PORT", "JWT_", "export NODE",
+                                                                                  "MULTI", "line two"))]
+    for line in unchanged:
+        assert line in text
+    reread = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    assert reread["PORT"] == "4000" and reread["JWT_SECRET"] == "new secret value"
+    assert reread["NODE_ENV"] == "staging" and reread["MULTI"] == "one\nthree"
+    assert reread["DATABASE_URL"] == dotenv_values(stream=io.StringIO(TRICKY), interpolate=False)["DATABASE_URL"]
+
+
+def test_empty_value_with_comment_is_set_before_the_comment():
+    envfile = EnvFile.parse("A= # note\n", "x.env")
+    envfile.set("A", "filled")
+    assert envfile.render() == "A= filled # note\n"
+    assert dotenv_values(stream=io.StringIO(envfile.render()))["A"] == "filled"
+
+
+@pytest.mark.parametrize("value", ["", "plain", "with space", "it's", "a\\b", 'say "hi"', "multi\nline",
+                                   "$HOME and ${X}", "#hash", "tab\tin", "ünïcödé", "a=b=c"])
+def test_new_values_read_back_unchanged(value):
+    envfile = EnvFile.parse("FIRST=1", "x.env")
+    envfile.append("NEW", value)
+    text = envfile.render()
+    assert text.startswith("FIRST=1\nNEW=")
+    assert dotenv_values(stream=io.StringIO(text), interpolate=False)["NEW"] == value
+    if "$" in value:  # single quotes: dotenv-expand (Node) leaves them alone
+        assert text == "FIRST=1\nNEW='%s'\n" % value
+    assert EnvFile.parse(text, "x.env").values()["NEW"] == value
+
+
+def test_quote_value_prefers_bare_then_single_quotes():
+    assert quote_value("redis://cache:6379/0") == "redis://cache:6379/0"
+    assert quote_value("two words") == "'two words'"
+    assert quote_value("it's") == '"it\'s"'
+
+
+def test_append_keeps_the_sample_line_and_comment_verbatim():
+    sample = EnvFile.parse("# Section\n\n# Where sessions live\n# (new in 1.5)\nSESSION_STORE=\"redis\"  # or memory\n",
+                           "sample")
+    assert sample.comment_above("SESSION_STORE") == "# Where sessions live\n# (new in 1.5)\n"
+    live = EnvFile.parse("PORT=1\n", "live")
+    live.append("SESSION_STORE", "redis", sample.comment_above("SESSION_STORE"),
+                text=sample.binding_text("SESSION_STORE"))
+    assert live.render() == "PORT=1\n# Where sessions live\n# (new in 1.5)\nSESSION_STORE=\"redis\"  # or memory\n"
+
+
+def test_comment_separated_by_a_blank_line_is_not_the_key_s():
+    sample = EnvFile.parse("# Header\n\nKEY_A=1\n", "sample")
+    assert sample.comment_above("KEY_A") == ""
+
+
+def test_remove_drops_only_the_binding():
+    envfile = EnvFile.parse("A=1\n# about B\nB=2\n\nC=3\nB=again\n", "x.env")
+    envfile.remove("B")
+    assert envfile.render() == "A=1\n# about B\n\nC=3\n"
+
+
+def test_duplicate_key_last_wins_and_set_edits_the_last():
+    envfile = EnvFile.parse("A=1\nA=2\n", "x.env")
+    assert envfile.values() == {"A": "2"}
+    envfile.set("A", "3")
+    assert envfile.render() == "A=1\nA=3\n"
+
+
+@pytest.mark.parametrize("text, line", [
+    ("GOOD=1\nthis is not valid\n", 2),
+    ("GOOD=1\n\n\nBAD LINE=x\n", 4),
+    ("A='unterminated\n", 1),
+    ("A=1\nJUST_A_KEY\n", 2),
+])
+def test_malformed_line_is_reported_with_file_and_line_never_its_content(text, line):
+    with pytest.raises(OpsError) as caught:
+        EnvFile.parse(text, "/etc/treazrisland/app.env")
+    assert caught.value.msg.startswith("/etc/treazrisland/app.env, line %d: " % line)
+    assert "unterminated" not in caught.value.msg and "not valid" not in caught.value.msg
+
+
+def test_redacted_hides_secret_bindings_and_url_passwords():
+    envfile = EnvFile.parse("JWT_SECRET=\"abc\ndef\"\nREDIS_URL=redis://:hunter22@cache:6379\nPORT=1\n", "x")
+    shown = envfile.redacted(lambda key: "SECRET" in key, lambda key: "<secret>",
+                             lambda text: text.replace("hunter22", "********"))
+    assert shown == "JWT_SECRET=<secret>\nREDIS_URL=redis://:********@cache:6379\nPORT=1\n"
