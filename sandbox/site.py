@@ -78,6 +78,7 @@ class Site:
             "treazrisland_health_url": "http://127.0.0.1:8080/health",
             "treazrisland_version_url": "http://127.0.0.1:8080/version",
             "treazrisland_deployment_log": os.path.join(self.work, "deployment.log"),
+            "treazrisland_config_bundle_password": "bundle-" + os.urandom(8).hex(),
         }
         self._database_at_140()
         self._shared_env()
@@ -102,14 +103,16 @@ class Site:
             shared = os.path.join(host.opt, os.path.relpath(self.base, "/opt"), "shared")
             os.makedirs(shared, exist_ok=True)
             with open(os.path.join(shared, ".env"), "w") as handle:
-                handle.write("APP_PORT=8080\nDATABASE_URL=%s\nJWT_SECRET=s3cret-%d\nOBJECT_STORAGE_BUCKET=assets\n"
-                             "LOG_LEVEL=info\nROM_UPLOAD_LIMIT_MB=512\n" % (
+                handle.write("# Treazrisland backend\nAPP_PORT=8080\nDATABASE_URL=%s\nJWT_SECRET=s3cret-%d\n"
+                             "OBJECT_STORAGE_BUCKET=assets\nLOG_LEVEL=info\n" % (
                                  self.cluster.dsn(DATABASE, CONTROLLER_ADDRESS), number))
             os.chmod(os.path.join(shared, ".env"), 0o600)
 
     def inventory(self, **host_vars):
         """The hosts' inventory; the health gates give a stopping app 5 seconds."""
-        return self.hosts.inventory(host_vars=host_vars, deploy_health_retries=5, verify_health_retries=5)
+        # The hosts use the project's venv (python-dotenv, cryptography, psycopg), which they share with the controller.
+        return self.hosts.inventory(python=PYTHON, host_vars=host_vars, deploy_health_retries=5,
+                                    verify_health_retries=5)
 
     def first_deploy_playbook(self):
         path = os.path.join(self.work, "first-deploy.yml")

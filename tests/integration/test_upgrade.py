@@ -47,6 +47,16 @@ def fingerprints(site):
         return table_fingerprints(conn)
 
 
+def env_files(site):
+    """{host: (bytes, mode)} of every host's shared .env."""
+    found = {}
+    for host in site.hosts.hosts:
+        path = os.path.join(host.opt, os.path.relpath(site.base, "/opt"), "shared", ".env")
+        with open(path, "rb") as handle:
+            found[host.name] = (handle.read(), os.stat(path).st_mode & 0o7777)
+    return found
+
+
 def recap_changes(run):
     recap = run.output.split("PLAY RECAP")[-1]
     return {line.split()[0]: int(line.split("changed=")[1].split()[0]) for line in recap.splitlines() if "changed=" in line}
@@ -56,10 +66,13 @@ ALL = {"app1", "app2", "app3"}
 
 
 def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_demand(site):
-    before = fingerprints(site)
+    before, env_before = fingerprints(site), env_files(site)
     run = upgrade(site, "1.5.0")
     assert run.returncode == 0, run.output
     assert served(site) == dict.fromkeys(sorted(ALL), "1.5.0")
+    for host, (content, _mode) in env_files(site).items():
+        # The new key comes with its documented default and comment; every other line is untouched.
+        assert content == env_before[host][0] + b"# Largest ROM upload accepted\nROM_UPLOAD_LIMIT_MB=512\n", host
     applied = site.cluster.query("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL",
                                     "treazrisland")
     assert applied == [(len(MIGRATIONS["1.4.0"]) + 3,)]
@@ -74,10 +87,11 @@ def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_dem
     assert back.returncode == 0, back.output
     assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")
     assert fingerprints(site) == before
+    assert env_files(site) == env_before
 
 
 def test_failed_migration_rolls_everything_back(site):
-    before = fingerprints(site)
+    before, env_before = fingerprints(site), env_files(site)
     run = upgrade(site, "1.5.1")
     assert run.returncode != 0
     assert "The upgrade to 1.5.1 failed at Apply the release's migrations (guide 3.2), rehearsed first when asked" \
@@ -85,10 +99,11 @@ def test_failed_migration_rolls_everything_back(site):
     assert "Rolled back to 1.4.0" in run.output
     assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")
     assert fingerprints(site) == before
+    assert env_files(site) == env_before
 
 
 def test_second_deploy_batch_failing_its_health_gate_rolls_everything_back(site):
-    before = fingerprints(site)
+    before, env_before = fingerprints(site), env_files(site)
     # app2's health endpoint does not answer: the second batch (serial 1) fails its gate.
     broken_gate = site.inventory(app2={"deploy_health_url": "http://127.0.0.1:9/health", "deploy_health_retries": 1})
     run = upgrade(site, "1.5.0", hosts_inventory=broken_gate)
@@ -98,6 +113,7 @@ def test_second_deploy_batch_failing_its_health_gate_rolls_everything_back(site)
     assert "Rolled back to 1.4.0" in run.output
     assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")
     assert fingerprints(site) == before
+    assert env_files(site) == env_before
 
 
 def test_restore_playbook_restores_a_restore_point_and_migrates_up_to_a_version(site):
