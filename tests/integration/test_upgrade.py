@@ -129,3 +129,27 @@ def test_restore_playbook_restores_a_restore_point_and_migrates_up_to_a_version(
     aside = sorted(set(site.cluster.databases()) - set(databases))
     assert len(aside) == 1 and aside[0].startswith("treazrisland__before_restore_")
     assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")  # traffic is back
+
+
+def test_preflight_reports_every_access_problem_together(site, tmp_path):
+    inventory_path = site.inventory()
+    with open(inventory_path) as handle:
+        inventory_text = handle.read()
+    # One more app host that does not exist, on the sandbox's own bridge.
+    ghost = site.hosts.hosts[0].address.rsplit(".", 1)[0] + ".99"
+    broken_inventory = tmp_path / "inventory.ini"
+    broken_inventory.write_text(inventory_text.replace("[app]\n", "[app]\nghost ansible_host=%s ansible_timeout=3\n"
+                                                       % ghost, 1))
+    play = tmp_path / "preflight.yml"
+    play.write_text(json.dumps([{"name": "preflight", "hosts": "localhost", "gather_facts": False,
+                                 "roles": ["treazrisland.ops.preflight"]}]))
+    wrong = site.cluster.dsn("treazrisland").replace(site.cluster.password, "wrong-password")
+    run = run_playbook(str(play), inventory=str(broken_inventory), extra_vars=dict(
+        site.release_vars("1.5.0"), treazrisland_database_url=wrong))
+    assert run.returncode != 0
+    message = [r for r in run.results if r["task"] == "Report every access problem together"][0]["result"]["msg"]
+    assert message.startswith("preflight found 2 problem(s): ghost: Task failed: Data could not be sent to remote "
+                              "host \"%s\"." % ghost)
+    assert "; database: cannot connect to postgres@127.0.0.1:%d/treazrisland: " % site.cluster.port in message
+    assert 'password authentication failed for user "postgres"' in message
+    assert "wrong-password" not in run.output
