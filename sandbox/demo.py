@@ -1,7 +1,8 @@
 """The demo (`make demo`): a local Treazrisland deployment, upgraded, then rescued by the automatic rollback.
 
-1. builds the sandbox: three app hosts (network namespaces with their own sshd), PostgreSQL, the stand-in
-   app's releases 1.4.0, 1.5.0 and a broken 1.6.0, and deploys 1.4.0;
+1. builds the sandbox: three app hosts (network namespaces with their own sshd), PostgreSQL, a local S3
+   server (rclone serve s3) with an asset bucket and a backup bucket, the stand-in app's releases 1.4.0,
+   1.5.0 and a broken 1.6.0, and deploys 1.4.0;
 2. upgrades 1.4.0 -> 1.5.0 with playbooks/upgrade.yml (3 migrations, a new env key, new assets);
 3. attempts 1.6.0, whose health turns degraded: the first batch fails its health gate and the playbook
    rolls everything back to 1.5.0;
@@ -44,7 +45,7 @@ def main():
     os.makedirs(output)
     site = Site(output)
     try:
-        say("building the sandbox: 3 app hosts, PostgreSQL, releases 1.4.0, 1.5.0 and a broken 1.6.0")
+        say("building the sandbox: 3 app hosts, PostgreSQL, an S3 server, releases 1.4.0, 1.5.0 and a broken 1.6.0")
         site.start()
         first = run_playbook(site.first_deploy_playbook(), site.inventory(), site.release_vars("1.4.0"))
         if first.returncode:
@@ -54,7 +55,7 @@ def main():
         say("upgrading 1.4.0 -> 1.5.0 with playbooks/upgrade.yml")
         if run_playbook(PLAYBOOK, site.inventory(), site.release_vars("1.5.0")).returncode:
             sys.exit("demo: the upgrade to 1.5.0 failed")
-        say("1.5.0 serves on %s" % served(site))
+        say("1.5.0 serves on %s; the asset bucket holds %d files" % (served(site), len(site.assets())))
 
         say("attempting 1.6.0, which is broken on purpose: expect a failed health gate and a rollback")
         attempt = run_playbook(PLAYBOOK, site.inventory(), site.release_vars("1.6.0"))

@@ -19,7 +19,8 @@ import tempfile
 
 from sandbox.hosts import CONTROLLER_ADDRESS, SshHosts
 from sandbox.pgcluster import PgCluster
-from sandbox.standin.releases import build, build_all
+from sandbox.s3server import S3Server
+from sandbox.standin.releases import build, build_all, release_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
@@ -27,6 +28,9 @@ APPCTL = os.path.join(REPO, "sandbox", "standin", "appctl.py")
 RUNNER = os.path.join(REPO, "sandbox", "prisma_migrate.py")
 BASE = "/opt/treazrisland"
 DATABASE = "treazrisland"
+ASSET_BUCKET = "treazrisland-assets"
+BACKUP_BUCKET = "treazrisland-backups"
+ASSETS_DIR = "frontend/dist/"
 
 
 def run_playbook(playbook, inventory, variables, env=None):
@@ -51,6 +55,7 @@ class Site:
         self.hosts = hosts
         self.own_hosts = hosts is None
         self.cluster = None
+        self.s3 = None
         self.artifacts = {}
         self.variables = {}
 
@@ -58,6 +63,9 @@ class Site:
         if self.own_hosts:
             self.hosts = SshHosts(count=3).start()
         self.cluster = PgCluster(name="site", also_listen=CONTROLLER_ADDRESS).start()
+        self.s3 = S3Server("rclone", name="site").start()
+        for bucket in (ASSET_BUCKET, BACKUP_BUCKET):
+            self.s3.make_bucket(bucket)
         self.cluster.create_database(DATABASE)
         self.artifacts = build_all(os.path.join(self.work, "artifacts"))
         # 1.5.1: release 1.5.0 whose second new migration fails, for failure drills.
@@ -79,8 +87,15 @@ class Site:
             "treazrisland_version_url": "http://127.0.0.1:8080/version",
             "treazrisland_deployment_log": os.path.join(self.work, "deployment.log"),
             "treazrisland_config_bundle_password": "bundle-" + os.urandom(8).hex(),
+            "treazrisland_assets_uri": "s3://%s" % ASSET_BUCKET,
+            "treazrisland_assets_snapshot_uri": "s3://%s/assets" % BACKUP_BUCKET,
+            "treazrisland_s3_endpoint_url": self.s3.endpoint,
+            "treazrisland_s3_region": self.s3.module_params()["region"],
+            "treazrisland_s3_access_key": self.s3.access_key,
+            "treazrisland_s3_secret_key": self.s3.secret_key,
         }
         self._database_at_140()
+        self._assets_of_140()
         self._shared_env()
         if deploy:
             deploy(self)
@@ -97,6 +112,16 @@ class Site:
                                 FROM generate_series(1, 50) g;
                                 INSERT INTO "Rom" (title, asset_uri) SELECT 'Game ' || g, 's3://assets/roms/' || g
                                 FROM generate_series(1, 500) g""", DATABASE)
+
+    def _assets_of_140(self):
+        client = self.s3.client()
+        for name, data in release_files("1.4.0").items():
+            if name.startswith(ASSETS_DIR):
+                client.put_object(Bucket=ASSET_BUCKET, Key=name[len(ASSETS_DIR):], Body=data)
+
+    def assets(self):
+        """{key: bytes} of the asset bucket, without the sync's own manifest object."""
+        return {key: data for key, data in self.s3.objects(ASSET_BUCKET).items() if not key.startswith(".treazrisland")}
 
     def _shared_env(self):
         for number, host in enumerate(self.hosts.hosts):
@@ -134,5 +159,7 @@ class Site:
             self.stop_apps()  # shared hosts: leave no app holding the port for the next user
         if self.cluster:
             self.cluster.stop()
+        if self.s3:
+            self.s3.stop()
         if self.hosts and self.own_hosts:
             self.hosts.stop()

@@ -11,7 +11,7 @@ import pytest
 from helpers import REPO, run_playbook
 from sandbox.sample_db import table_fingerprints
 from sandbox.site import Site
-from sandbox.standin.releases import MIGRATIONS
+from sandbox.standin.releases import MIGRATIONS, release_files
 
 PLAYBOOKS = os.path.join(REPO, "playbooks")
 
@@ -47,6 +47,11 @@ def fingerprints(site):
         return table_fingerprints(conn)
 
 
+def release_assets(version):
+    return {name[len("frontend/dist/"):]: data for name, data in release_files(version).items()
+            if name.startswith("frontend/dist/")}
+
+
 def env_files(site):
     """{host: (bytes, mode)} of every host's shared .env."""
     found = {}
@@ -67,9 +72,11 @@ ALL = {"app1", "app2", "app3"}
 
 def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_demand(site):
     before, env_before = fingerprints(site), env_files(site)
+    assert site.assets() == release_assets("1.4.0")
     run = upgrade(site, "1.5.0")
     assert run.returncode == 0, run.output
     assert served(site) == dict.fromkeys(sorted(ALL), "1.5.0")
+    assert site.assets() == release_assets("1.5.0")
     for host, (content, _mode) in env_files(site).items():
         # The new key comes with its documented default and comment; every other line is untouched.
         assert content == env_before[host][0] + b"# Largest ROM upload accepted\nROM_UPLOAD_LIMIT_MB=512\n", host
@@ -88,6 +95,7 @@ def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_dem
     assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")
     assert fingerprints(site) == before
     assert env_files(site) == env_before
+    assert site.assets() == release_assets("1.4.0")
 
 
 def test_failed_migration_rolls_everything_back(site):
@@ -100,6 +108,21 @@ def test_failed_migration_rolls_everything_back(site):
     assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")
     assert fingerprints(site) == before
     assert env_files(site) == env_before
+    assert site.assets() == release_assets("1.4.0")
+
+
+def test_asset_sync_failing_rolls_everything_back(site):
+    before, env_before = fingerprints(site), env_files(site)
+    # 1.5.0 drops 5 of the 61 assets: allowing no deletion makes the sync fail, after the migrations ran.
+    run = run_playbook(os.path.join(PLAYBOOKS, "upgrade.yml"), inventory=site.inventory(),
+                       extra_vars=dict(site.release_vars("1.5.0"), assets_max_delete="0"))
+    assert run.returncode != 0
+    assert "The upgrade to 1.5.0 failed at Upload the bundle, deleting what the release no longer has" in run.output
+    assert "Rolled back to 1.4.0" in run.output
+    assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")
+    assert fingerprints(site) == before
+    assert env_files(site) == env_before
+    assert site.assets() == release_assets("1.4.0")
 
 
 def test_second_deploy_batch_failing_its_health_gate_rolls_everything_back(site):
@@ -114,6 +137,7 @@ def test_second_deploy_batch_failing_its_health_gate_rolls_everything_back(site)
     assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")
     assert fingerprints(site) == before
     assert env_files(site) == env_before
+    assert site.assets() == release_assets("1.4.0")
 
 
 def test_restore_playbook_restores_a_restore_point_and_migrates_up_to_a_version(site):
