@@ -11,12 +11,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import time
-import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -24,14 +22,6 @@ sys.path.insert(0, REPO)
 from sandbox.site import Site, run_playbook  # noqa: E402
 
 PLAYBOOK = os.path.join(REPO, "playbooks", "upgrade.yml")
-
-
-def served(site):
-    versions = {}
-    for host in site.hosts.hosts:
-        with urllib.request.urlopen("http://%s:8080/version" % host.address, timeout=5) as answer:
-            versions[host.name] = json.load(answer)["version"]
-    return versions
 
 
 def say(text):
@@ -50,16 +40,16 @@ def main():
         first = run_playbook(site.first_deploy_playbook(), site.inventory(), site.release_vars("1.4.0"))
         if first.returncode:
             sys.exit("demo: the first deployment of 1.4.0 failed")
-        say("1.4.0 serves on %s" % served(site))
+        say("1.4.0 serves on %s" % site.served())
 
         say("upgrading 1.4.0 -> 1.5.0 with playbooks/upgrade.yml")
         if run_playbook(PLAYBOOK, site.inventory(), site.release_vars("1.5.0")).returncode:
             sys.exit("demo: the upgrade to 1.5.0 failed")
-        say("1.5.0 serves on %s; the asset bucket holds %d files" % (served(site), len(site.assets())))
+        say("1.5.0 serves on %s; the asset bucket holds %d files" % (site.served(), len(site.assets())))
 
         say("attempting 1.6.0, which is broken on purpose: expect a failed health gate and a rollback")
         attempt = run_playbook(PLAYBOOK, site.inventory(), site.release_vars("1.6.0"))
-        versions = served(site)
+        versions = site.served()
         if attempt.returncode == 0 or set(versions.values()) != {"1.5.0"}:
             sys.exit("demo: 1.6.0 should have failed and been rolled back to 1.5.0; hosts serve %s" % versions)
         say("the upgrade to 1.6.0 failed as expected and was rolled back: %s" % versions)

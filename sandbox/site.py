@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.request
 import sys
 import tarfile
 import tempfile
@@ -118,6 +119,14 @@ class Site:
         for name, data in release_files("1.4.0").items():
             if name.startswith(ASSETS_DIR):
                 client.put_object(Bucket=ASSET_BUCKET, Key=name[len(ASSETS_DIR):], Body=data)
+
+    def served(self):
+        """{host: the release its app says it runs} (the stand-in's /version)."""
+        versions = {}
+        for host in self.hosts.hosts:
+            with urllib.request.urlopen("http://%s:8080/version" % host.address, timeout=5) as answer:
+                versions[host.name] = json.load(answer)["version"]
+        return versions
 
     def assets(self):
         """{key: bytes} of the asset bucket, without the sync's own manifest object."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 
 import pytest
 
@@ -32,14 +31,6 @@ def site(ssh_hosts, tmp_path_factory):
 def upgrade(site, version, hosts_inventory=None):
     return run_playbook(os.path.join(PLAYBOOKS, "upgrade.yml"), inventory=hosts_inventory or site.inventory(),
                         extra_vars=site.release_vars(version))
-
-
-def served(site):
-    versions = {}
-    for host in site.hosts.hosts:
-        with urllib.request.urlopen("http://%s:8080/version" % host.address, timeout=5) as answer:
-            versions[host.name] = json.load(answer)["version"]
-    return versions
 
 
 def fingerprints(site):
@@ -75,7 +66,7 @@ def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_dem
     assert site.assets() == release_assets("1.4.0")
     run = upgrade(site, "1.5.0")
     assert run.returncode == 0, run.output
-    assert served(site) == dict.fromkeys(sorted(ALL), "1.5.0")
+    assert site.served() == dict.fromkeys(sorted(ALL), "1.5.0")
     assert site.assets() == release_assets("1.5.0")
     for host, (content, _mode) in env_files(site).items():
         # The new key comes with its documented default and comment; every other line is untouched.
@@ -92,7 +83,7 @@ def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_dem
     back = run_playbook(os.path.join(PLAYBOOKS, "rollback.yml"), inventory=site.inventory(),
                         extra_vars=site.variables)
     assert back.returncode == 0, back.output
-    assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")
+    assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")
     assert fingerprints(site) == before
     assert env_files(site) == env_before
     assert site.assets() == release_assets("1.4.0")
@@ -105,7 +96,7 @@ def test_failed_migration_rolls_everything_back(site):
     assert "The upgrade to 1.5.1 failed at Apply the release's migrations (guide 3.2), rehearsed first when asked" \
            " (guide 3.1): migrating" in run.output
     assert "Rolled back to 1.4.0" in run.output
-    assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")
+    assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")
     assert fingerprints(site) == before
     assert env_files(site) == env_before
     assert site.assets() == release_assets("1.4.0")
@@ -119,7 +110,7 @@ def test_asset_sync_failing_rolls_everything_back(site):
     assert run.returncode != 0
     assert "The upgrade to 1.5.0 failed at Upload the bundle, deleting what the release no longer has" in run.output
     assert "Rolled back to 1.4.0" in run.output
-    assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")
+    assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")
     assert fingerprints(site) == before
     assert env_files(site) == env_before
     assert site.assets() == release_assets("1.4.0")
@@ -134,7 +125,7 @@ def test_second_deploy_batch_failing_its_health_gate_rolls_everything_back(site)
     assert ("The upgrade to 1.5.0 failed at app2: Say why the application is not healthy: app2 is not healthy at "
             "http://127.0.0.1:9/health after 1 tries: Status code was -1") in run.output
     assert "Rolled back to 1.4.0" in run.output
-    assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")
+    assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")
     assert fingerprints(site) == before
     assert env_files(site) == env_before
     assert site.assets() == release_assets("1.4.0")
@@ -152,7 +143,7 @@ def test_restore_playbook_restores_a_restore_point_and_migrates_up_to_a_version(
         ("20250601000000_favorites",)]
     aside = sorted(set(site.cluster.databases()) - set(databases))
     assert len(aside) == 1 and aside[0].startswith("treazrisland__before_restore_")
-    assert served(site) == dict.fromkeys(sorted(ALL), "1.4.0")  # traffic is back
+    assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")  # traffic is back
 
 
 def test_preflight_reports_every_access_problem_together(site, tmp_path):
