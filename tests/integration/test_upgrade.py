@@ -160,11 +160,12 @@ def test_preflight_reports_every_access_problem_together(site, tmp_path):
                                  "roles": ["treazrisland.ops.preflight"]}]))
     wrong = site.cluster.dsn("treazrisland").replace(site.cluster.password, "wrong-password")
     run = run_playbook(str(play), inventory=str(broken_inventory), extra_vars=dict(
-        site.release_vars("1.5.0"), treazrisland_database_url=wrong))
+        site.release_vars("1.5.0"), treazrisland_database_url=wrong, treazrisland_s3_secret_key="wrong-s3-key"))
     assert run.returncode != 0
     message = [r for r in run.results if r["task"] == "Report every access problem together"][0]["result"]["msg"]
-    assert message.startswith("preflight found 2 problem(s): ghost: Task failed: Data could not be sent to remote "
+    assert message.startswith("preflight found 3 problem(s): ghost: Task failed: Data could not be sent to remote "
                               "host \"%s\"." % ghost)
+    assert "; object storage: " in message and "wrong-s3-key" not in run.output
     assert "; database: cannot connect to postgres@127.0.0.1:%d/treazrisland: " % site.cluster.port in message
     assert 'password authentication failed for user "postgres"' in message
     assert "wrong-password" not in run.output
