@@ -32,6 +32,7 @@ lint: setup
 
 bench: setup
 	python bench/db_bench.py
+	python bench/s3_bench.py
 
 clean:
 	rm -rf .build .pytest_cache tests/output demo-output

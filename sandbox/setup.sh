@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The shellcheck package is for the shellcheck test of tests/sanity.sh (ansible-test skips it without the program).
-packages=(postgresql postgresql-contrib python3-venv util-linux shellcheck openssh-server openssh-client iproute2 procps)
+packages=(postgresql postgresql-contrib python3-venv util-linux shellcheck openssh-server openssh-client iproute2 procps varnish)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -17,6 +17,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # openssh-server starts the machine's own sshd; the project runs its own, in namespaces.
   if printf '%s\n' "${missing[@]}" | grep -qx openssh-server; then
     service ssh stop >/dev/null 2>&1 || true
+  fi
+  # Likewise varnish's own cache on :6081; the tests start theirs on free ports.
+  if printf '%s\n' "${missing[@]}" | grep -qx varnish; then
+    service varnish stop >/dev/null 2>&1 || true
   fi
   # The package starts a default cluster on 5432; the project uses throwaway clusters only.
   if command -v pg_lsclusters >/dev/null; then

@@ -70,3 +70,43 @@ def release_artifacts(tmp_path_factory):
     """The stand-in's release artifacts 1.4.0, 1.5.0 and a broken 1.6.0."""
     from sandbox.standin.releases import build_all  # pylint: disable=import-outside-toplevel
     return build_all(str(tmp_path_factory.mktemp("releases")))
+
+
+@pytest.fixture(scope="session")
+def s3_servers():
+    """Both local S3 servers, started once (lazily, on first use) and stopped at the end."""
+    from sandbox.s3server import S3Server  # pylint: disable=import-outside-toplevel
+    servers = {}
+    yield lambda kind: servers.get(kind) or servers.setdefault(kind, S3Server(kind).start())
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(params=["moto", "rclone"])
+def s3server(request, s3_servers):
+    """Each S3 test runs against moto (AWS-like) and rclone serve s3 (MinIO-like)."""
+    return s3_servers(request.param)
+
+
+@pytest.fixture
+def s3_bucket(s3server, request):
+    """A fresh bucket on s3server for one test."""
+    import re  # pylint: disable=import-outside-toplevel
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40] + "-%d" % os.getpid()
+    return s3server.make_bucket(name.strip("-"))
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto_server on a free 127.0.0.1 port (Secrets Manager and every other AWS API moto mocks)."""
+    from sandbox.motoserver import MotoServer  # pylint: disable=import-outside-toplevel
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def kube_api():
+    """A stand-in Kubernetes API server (core/v1 Secrets and ConfigMaps) on 127.0.0.1, fresh per test."""
+    from sandbox.kubeapi import FakeKubeApi  # pylint: disable=import-outside-toplevel
+    with FakeKubeApi() as api:
+        yield api

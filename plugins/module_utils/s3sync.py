@@ -20,6 +20,7 @@ redoes only what is missing.
 
 from __future__ import annotations
 
+import concurrent.futures
 import fnmatch
 import hashlib
 import json
@@ -104,7 +105,7 @@ def parse_max_delete(value):
             raise ValueError
         return count, None
     except ValueError:
-        raise OpsError("max_delete must be a count (V(100)) or a percentage (V(10%%)), not %r" % text)
+        raise OpsError("max_delete must be a count (100) or a percentage (10%%), not %r" % text)
 
 
 # --------------------------------------------------------------------------- local side
@@ -148,8 +149,11 @@ def safe_target(root, rel):
         try:
             info = os.lstat(current)
         except FileNotFoundError:
-            os.mkdir(current, 0o755)
-            continue
+            try:
+                os.mkdir(current, 0o755)
+            except FileExistsError:
+                pass  # another transfer made it just now
+            info = os.lstat(current)
         if not stat.S_ISDIR(info.st_mode):
             raise OpsError("refusing to write %s: %s is not a directory (symlinks are never followed)" % (
                 rel, current))
@@ -330,36 +334,70 @@ def check_max_delete(plan, params, dest_text):
                        % (wanted, dest_text, what), would_delete=sorted(rel for rel, _size in plan.deletes))
 
 
-def _sha_many(conn, paths, workers):
-    """{rel: sha256} of local files, hashed concurrently (hashlib releases the GIL)."""
-    hashes = {}
-    for (rel, path), result, error in s3.bounded_map(lambda item: sha256_file(item[1])[0], paths, workers):
-        if error:
-            raise OpsError("cannot read %s: %s" % (path, error))
-        hashes[rel] = result
+def _sha_many(paths, hashes=None, until=None):
+    """{rel: sha256} of local files [(rel, path)]; ``hashes`` already known are skipped.
+
+    One thread: with files of tens of kilobytes, a second hashing thread costs more in GIL
+    handoffs than it gains (measured: 0.5 s alone, 0.8 s with two threads for 10,000 files,
+    356 MB). With ``until`` (a future), stops as soon as it is done: hashing is done
+    speculatively while the listing is on its way.
+    """
+    hashes = {} if hashes is None else hashes
+    for rel, path in paths:
+        if until is not None and until.done():
+            break
+        if rel in hashes:
+            continue
+        try:
+            hashes[rel] = sha256_file(path)[0]
+        except OSError as error:
+            raise OpsError("cannot read %s: %s" % (path, error.strerror or error))
     return hashes
 
 
+def _read_remote(conn, location, rules, pool):
+    """A future of (Listing, Manifest) of location: both requests at once."""
+    listing = pool.submit(list_objects, conn, location, rules)
+    manifest = pool.submit(read_manifest, conn, location)
+    both = concurrent.futures.Future()
+
+    def joined(_future):
+        if listing.done() and manifest.done() and not both.done():
+            try:
+                both.set_result((listing.result(), manifest.result()))
+            except Exception as error:  # pylint: disable=broad-except
+                both.set_exception(error)
+
+    listing.add_done_callback(joined)
+    manifest.add_done_callback(joined)
+    return both
+
+
 def plan_upload(conn, root, location, rules, params, threshold):
-    local, links = scan_local(root, rules)
-    if links:
-        raise OpsError("%s holds symlinks or special files, which s3_sync never follows: %s; exclude them"
-                       % (root, _names(links)))
-    listing = list_objects(conn, location, rules)
-    manifest = read_manifest(conn, location)
+    # The listing waits on the server: walk the local tree meanwhile, then hash it (a
+    # no-change run needs every sha256) until the listing and manifest have arrived.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as background:
+        remote = _read_remote(conn, location, rules, background)
+        local, links = scan_local(root, rules)
+        if links:
+            remote.exception()  # let the requests finish before failing
+            raise OpsError("%s holds symlinks or special files, which s3_sync never follows: %s; exclude them"
+                           % (root, _names(links)))
+        hashes = _sha_many(((rel, os.path.join(root, rel)) for rel in local), until=remote)
+        listing, manifest = remote.result()
     plan = Plan("upload")
     plan.scope_size = len(listing.objects)
     if manifest.problem:
         plan.warnings.append(manifest.problem)
 
-    # Hash what must be compared, and big new files (their sha256 goes in the metadata
-    # before the first part is sent); small new files are hashed from the bytes sent.
+    # Hash the rest of what must be compared, and big new files (their sha256 goes in the
+    # metadata before the first part is sent); small new files are hashed from the bytes sent.
     to_hash = []
     for rel, size in local.items():
         listed = listing.objects.get(rel)
         if manifest.known_sha(rel, listed) or size > threshold:
             to_hash.append((rel, os.path.join(root, rel)))
-    hashes = _sha_many(conn, to_hash, conn.concurrency)
+    _sha_many(to_hash, hashes)
 
     for rel in sorted(local):
         size = local[rel]
@@ -382,30 +420,32 @@ def plan_upload(conn, root, location, rules, params, threshold):
 
 
 def plan_download(conn, location, root, rules, params):
-    listing = list_objects(conn, location, rules)
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise OpsError("%s exists and is not a directory" % root)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as background:
+        remote = _read_remote(conn, location, rules, background)
+        local, links = scan_local(root, rules) if os.path.isdir(root) else ({}, [])
+        listing, manifest = remote.result()
     unsafe = sorted(listing.unaddressable)
     if unsafe:
         raise OpsError("refusing to download keys that would land outside %s: %s; exclude them"
                        % (root, _names([location.key(rel) for rel in unsafe])))
-    manifest = read_manifest(conn, location)
-    if os.path.lexists(root) and not os.path.isdir(root):
-        raise OpsError("%s exists and is not a directory" % root)
-    local, links = scan_local(root, rules) if os.path.isdir(root) else ({}, [])
     plan = Plan("download")
     plan.scope_size = len(local) + len(links)
     if manifest.problem:
         plan.warnings.append(manifest.problem)
     link_set = set(links)
+    _refuse_symlinked_parents(root, listing.objects)
 
     to_hash = [(rel, os.path.join(root, rel)) for rel, (size, _etag) in listing.objects.items()
                if local.get(rel) == size and manifest.known_sha(rel, listing.objects[rel])]
-    hashes = _sha_many(conn, to_hash, conn.concurrency)
+    hashes = _sha_many(to_hash)
     for rel in sorted(listing.objects):
         size, etag = listing.objects[rel]
         known = manifest.known_sha(rel, (size, etag))
         if rel in link_set:
-            raise OpsError("refusing to replace %s: it is not a regular file (symlinks are never followed)"
-                           % os.path.join(root, rel))
+            raise OpsError("refusing to replace %s: it is not a regular file (symlinks are never followed); "
+                           "nothing was changed" % os.path.join(root, rel))
         if rel not in local:
             reason = "new"
         elif local[rel] != size:
@@ -426,6 +466,23 @@ def plan_download(conn, location, root, rules, params):
         plan.deletes = sorted([(rel, size) for rel, size in local.items() if rel not in listing.objects]
                               + [(rel, 0) for rel in links if rel not in listing.objects])
     return plan, listing, manifest
+
+
+def _refuse_symlinked_parents(root, rels):
+    """Fail before any write when a download would go through a symlink (or a file) in root."""
+    checked = {}
+    for rel in sorted(rels):
+        parts = rel.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            parent = "/".join(parts[:depth])
+            if parent not in checked:
+                try:
+                    checked[parent] = stat.S_ISDIR(os.lstat(os.path.join(root, parent)).st_mode)
+                except FileNotFoundError:
+                    checked[parent] = True
+            if not checked[parent]:
+                raise OpsError("refusing to download %s: %s is not a directory (symlinks are never followed); "
+                               "nothing was changed" % (rel, os.path.join(root, parent)))
 
 
 def plan_copy(conn, src, dest, rules, params):
@@ -630,12 +687,14 @@ def delete_local(root, rels):
 def s3_sync(params, check_mode):
     """The s3_sync module's service: plan, transfer, delete, record; see the module docs."""
     started = time.monotonic()
-    src_text, dest_text = params["src"], params["dest"]
-    src, dest = s3.parse_location(src_text), s3.parse_location(dest_text)
+    src, dest = s3.parse_location(params["src"]), s3.parse_location(params["dest"])
+    src_text = params["src"] if src else os.path.expanduser(params["src"])
+    dest_text = params["dest"] if dest else os.path.expanduser(params["dest"])
     if src is None and dest is None:
         raise OpsError("one of src and dest must be an s3:// location (both are local paths)")
     s3.require_libraries(boto=True, data_plane=True)
     rules = Rules(params)
+    parse_max_delete(params.get("max_delete"))  # a typo fails before anything is listed
     if rules.kms_key_id and rules.encryption != "aws:kms":
         raise OpsError("kms_key_id needs encryption=aws:kms")
     threshold = params["multipart_chunk_size_mb"] * s3.MIB
@@ -690,13 +749,29 @@ def _execute(conn, plan, src, dest, src_text, dest_text, rules, threshold, listi
     else:
         outcomes = s3.bounded_map(lambda action: copy_one(conn, src, dest, rules, action), plan.transfers,
                                   conn.concurrency)
+    check_encryption = bool(dest is not None and rules.encryption)
     for action, record, error in outcomes:
         if error:
+            # Requests were already retried; a server that is gone would fail every
+            # remaining transfer one timeout at a time, so none is started any more.
             failures.append((action.rel, error))
-        elif plan.direction == "upload":
-            recorded[action.rel] = record
-        else:
-            recorded[action.rel] = True
+            outcomes.close()
+            break
+        recorded[action.rel] = record if plan.direction == "upload" else True
+        if check_encryption:
+            # Some S3-compatible servers ignore the encryption headers: check the first object,
+            # before a whole backup is written in the clear.
+            check_encryption = False
+            applied = conn.boto3().head_object(Bucket=dest.bucket, Key=dest.key(action.rel)).get(
+                "ServerSideEncryption")
+            if applied != rules.encryption:
+                outcomes.close()
+                # No manifest: what was written is of unknown content and is sent again next time.
+                raise OpsError("%s stored %s without the requested encryption %s (it reports %s); stopped after "
+                               "%d of %d transfer(s), nothing was deleted" % (
+                                   dest_text, dest.key(action.rel), rules.encryption, applied or "none",
+                                   len(recorded), len(plan.transfers)),
+                               transferred=sorted(recorded))
     if plan.direction == "download" and recorded:
         os.sync()  # durability for every file renamed above, at once
 
@@ -710,8 +785,8 @@ def _execute(conn, plan, src, dest, src_text, dest_text, rules, threshold, listi
                 pass  # the server may be gone; the next run re-uploads what it cannot prove
         rel, error = failures[0]
         first = error.msg if isinstance(error, OpsError) else s3.describe_error(error, conn.secrets)
-        raise OpsError("%d of %d transfer(s) from %s to %s failed, nothing was deleted; run again to finish. "
-                       "First failure: %s: %s" % (len(failures), len(plan.transfers), src_text, dest_text, rel, first),
+        raise OpsError("sync from %s to %s stopped after %d of %d transfer(s): %s: %s; nothing was deleted, "
+                       "run again to finish" % (src_text, dest_text, len(recorded), len(plan.transfers), rel, first),
                        failed=sorted(rel for rel, _error in failures),
                        transferred=sorted(recorded))
     if plan.deletes:

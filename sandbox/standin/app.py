@@ -45,6 +45,9 @@ def problems(env):
     found = ["missing configuration: %s" % key for key in found]
     if os.path.exists(os.path.join(HERE, "BROKEN")):
         found.append("this release is broken on purpose")
+    # A drill: the operator lists releases that must report degraded on this host.
+    if release_file("VERSION") in env.get("DEGRADED_VERSIONS", "").split(","):
+        found.append("degraded on purpose on this host (DEGRADED_VERSIONS)")
     try:
         import psycopg  # pylint: disable=import-outside-toplevel
         with psycopg.connect(env["DATABASE_URL"], connect_timeout=3) as conn:

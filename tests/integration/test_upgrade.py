@@ -117,18 +117,27 @@ def test_asset_sync_failing_rolls_everything_back(site):
 
 
 def test_second_deploy_batch_failing_its_health_gate_rolls_everything_back(site):
+    # app2 (the second batch, serial 1) will answer HTTP 200 with status "degraded" once it runs 1.5.0.
+    app2_env = os.path.join(site.hosts.hosts[1].opt, os.path.relpath(site.base, "/opt"), "shared", ".env")
+    with open(app2_env, "a") as handle:
+        handle.write("DEGRADED_VERSIONS=1.5.0\n")
     before, env_before = fingerprints(site), env_files(site)
-    # app2's health endpoint does not answer: the second batch (serial 1) fails its gate.
-    broken_gate = site.inventory(app2={"deploy_health_url": "http://127.0.0.1:9/health", "deploy_health_retries": 1})
-    run = upgrade(site, "1.5.0", hosts_inventory=broken_gate)
-    assert run.returncode != 0
-    assert ("The upgrade to 1.5.0 failed at app2: Say why the application is not healthy: app2 is not healthy at "
-            "http://127.0.0.1:9/health after 1 tries: Status code was -1") in run.output
-    assert "Rolled back to 1.4.0" in run.output
-    assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")
-    assert fingerprints(site) == before
-    assert env_files(site) == env_before
-    assert site.assets() == release_assets("1.4.0")
+    try:
+        run = upgrade(site, "1.5.0", hosts_inventory=site.inventory(app2={"deploy_health_retries": 2}))
+        assert run.returncode != 0
+        assert ("The upgrade to 1.5.0 failed at app2: Say why the application is not healthy: app2 is not healthy at "
+                "http://127.0.0.1:8080/health after 2 tries: ['degraded on purpose on this host (DEGRADED_VERSIONS)']"
+                in run.output), run.output
+        assert "Rolled back to 1.4.0" in run.output
+        assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")
+        assert fingerprints(site) == before
+        assert env_files(site) == env_before
+        assert site.assets() == release_assets("1.4.0")
+    finally:
+        with open(app2_env, "rb") as handle:
+            content = handle.read()
+        with open(app2_env, "wb") as handle:
+            handle.write(content.replace(b"DEGRADED_VERSIONS=1.5.0\n", b""))
 
 
 def test_restore_playbook_restores_a_restore_point_and_migrates_up_to_a_version(site):
