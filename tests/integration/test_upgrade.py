@@ -72,7 +72,7 @@ def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_dem
         # The new key comes with its documented default and comment; every other line is untouched.
         assert content == env_before[host][0] + b"# Largest ROM upload accepted\nROM_UPLOAD_LIMIT_MB=512\n", host
     applied = site.cluster.query("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL",
-                                    "treazrisland")
+                                 "treazrisland")
     assert applied == [(len(MIGRATIONS["1.4.0"]) + 3,)]
 
     again = upgrade(site, "1.5.0")
