@@ -83,7 +83,11 @@ class S3Server:
             self.base = tempfile.mkdtemp(prefix="treazrisland-s3-%s-" % self.name)
             os.mkdir(self.data_dir)
             self.port = free_port()
-        self._spawn()
+        try:
+            self._spawn()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _spawn(self):

@@ -104,7 +104,9 @@ class Varnish:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("varnishd exited at start: %s" % self.log_tail())
+                message = "varnishd exited at start: %s" % self.log_tail()
+                self.stop()
+                raise RuntimeError(message)
             try:
                 urllib.request.urlopen(self.url + "/", timeout=1).close()
                 return self
