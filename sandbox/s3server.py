@@ -180,6 +180,11 @@ class S3Server:
         return {"endpoint_url": self.endpoint, "access_key": self.access_key, "secret_key": self.secret_key,
                 "region": REGION}
 
+    def aws_params(self):
+        """The same connection as the aws_* options of the config modules (Secrets Manager on moto)."""
+        return {"aws_endpoint_url": self.endpoint, "aws_region": REGION, "aws_access_key_id": self.access_key,
+                "aws_secret_access_key": self.secret_key}
+
     def client(self, service="s3"):
         """A boto3 client configured the way the modules configure theirs."""
         import boto3  # pylint: disable=import-outside-toplevel

@@ -97,11 +97,9 @@ def s3_bucket(s3server, request):
 
 
 @pytest.fixture(scope="session")
-def moto_server():
-    """moto_server on a free 127.0.0.1 port (Secrets Manager and every other AWS API moto mocks)."""
-    from sandbox.motoserver import MotoServer  # pylint: disable=import-outside-toplevel
-    with MotoServer() as server:
-        yield server
+def moto_server(s3_servers):
+    """The session's moto_server on 127.0.0.1: Secrets Manager and every other AWS API moto mocks."""
+    return s3_servers("moto")
 
 
 @pytest.fixture

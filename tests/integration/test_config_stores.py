@@ -31,7 +31,7 @@ def test_secrets_manager_capture_diff_rotate_and_restore(tmp_path, moto_server):
     sample = tmp_path / "sample.env"
     sample.write_text(SAMPLE)
     bundle = tmp_path / "config.vault"
-    aws = moto_server.module_params()
+    aws = moto_server.aws_params()
     source = {"type": "secretsmanager", "secret_id": secret_id}
     tasks = [
         {"name": "capture", "treazrisland.ops.config_capture":
@@ -68,7 +68,7 @@ def test_secrets_manager_capture_diff_rotate_and_restore(tmp_path, moto_server):
 
 
 def test_secrets_manager_missing_secret_and_unreachable_endpoint(tmp_path, moto_server):
-    aws = moto_server.module_params()
+    aws = moto_server.aws_params()
     tasks = [
         {"name": "missing", "ignore_errors": True, "treazrisland.ops.config_capture":
             dict(aws, sources=[{"type": "secretsmanager", "secret_id": "no/such/secret"}],
