@@ -18,6 +18,18 @@ from sandbox.sample_db import populate  # noqa: E402
 SAMPLE_DB = "treazrisland"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory):
+    """Modules run by the tests keep their caches (s3_sync's checksums) in the session's temp dir, not ~/.cache."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+    yield os.environ["XDG_CACHE_HOME"]
+    if previous is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def pg_a():
     """PostgreSQL 15 (Debian's): the 'production' cluster."""

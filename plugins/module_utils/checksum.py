@@ -38,15 +38,20 @@ class HashingWriter:
 
 def sha256_file(path):
     """Return (sha256 hex, size) of one file, reading it in chunks."""
+    with open(path, "rb") as handle:
+        return sha256_handle(handle)
+
+
+def sha256_handle(handle):
+    """Return (sha256 hex, size) of what is left to read from an open binary file."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as handle:
-        while True:
-            chunk = handle.read(CHUNK_SIZE)
-            if not chunk:
-                break
-            digest.update(chunk)
-            size += len(chunk)
+    while True:
+        chunk = handle.read(CHUNK_SIZE)
+        if not chunk:
+            break
+        digest.update(chunk)
+        size += len(chunk)
     return digest.hexdigest(), size
 
 

@@ -32,8 +32,8 @@ import tempfile
 import time
 import zlib
 
-from ansible_collections.treazrisland.ops.plugins.module_utils import s3
-from ansible_collections.treazrisland.ops.plugins.module_utils.checksum import CHUNK_SIZE, HashingWriter, sha256_file
+from ansible_collections.treazrisland.ops.plugins.module_utils import hashcache, s3
+from ansible_collections.treazrisland.ops.plugins.module_utils.checksum import CHUNK_SIZE, HashingWriter
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
 
 MANIFEST_NAME = ".treazrisland-sync.jsonl.gz"
@@ -111,27 +111,45 @@ def parse_max_delete(value):
 # --------------------------------------------------------------------------- local side
 
 
-def scan_local(root, rules):
-    """({rel: size} of regular files, sorted [rel] of symlinks and special files), in scope.
+class LocalTree:
+    """The files of a local directory in scope, and the sha256 the checksum cache knows of them."""
 
-    os.walk never follows symlinks; a symlinked directory shows up as one link entry.
+    def __init__(self):
+        self.files = {}  # rel -> size of each regular file
+        self.links = []  # sorted rels of symlinks and special files
+        self.known = {}  # rel -> sha256, from the checksum cache
+
+
+def scan_local(root, rules, cache=None):
+    """The LocalTree of root. Symlinks are never followed: a symlinked directory is one link entry.
+
+    An unreadable directory is an error, never an empty one: in a sync with delete, what
+    cannot be seen would be deleted at the destination.
     """
-    files, links = {}, []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = os.path.join(dirpath, name)
-            info = os.lstat(full)
-            if stat.S_ISDIR(info.st_mode):
-                continue
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            if not rules.in_scope(rel):
-                continue
-            if stat.S_ISREG(info.st_mode):
-                files[rel] = info.st_size
-            else:
-                links.append(rel)
-    links.sort()
-    return files, links
+    tree = LocalTree()
+    pending = [("", root)]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    rel = prefix + entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append((rel + "/", entry.path))
+                    elif not rules.in_scope(rel):
+                        continue
+                    elif entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        tree.files[rel] = info.st_size
+                        sha = cache.lookup(rel, info) if cache else None
+                        if sha:
+                            tree.known[rel] = sha
+                    else:
+                        tree.links.append(rel)
+        except OSError as error:
+            raise OpsError("cannot read the directory %s: %s" % (directory, error.strerror or error))
+    tree.links.sort()
+    return tree
 
 
 def unsafe_rel(rel):
@@ -334,24 +352,19 @@ def check_max_delete(plan, params, dest_text):
                        % (wanted, dest_text, what), would_delete=sorted(rel for rel, _size in plan.deletes))
 
 
-def _sha_many(paths, hashes=None, until=None):
-    """{rel: sha256} of local files [(rel, path)]; ``hashes`` already known are skipped.
+def _sha_many(cache, root, rels, hashes, until=None):
+    """Add to hashes {rel: sha256} the local files rels that it lacks, read through the cache.
 
     One thread: with files of tens of kilobytes, a second hashing thread costs more in GIL
     handoffs than it gains (measured: 0.5 s alone, 0.8 s with two threads for 10,000 files,
     356 MB). With ``until`` (a future), stops as soon as it is done: hashing is done
     speculatively while the listing is on its way.
     """
-    hashes = {} if hashes is None else hashes
-    for rel, path in paths:
+    for rel in rels:
         if until is not None and until.done():
             break
-        if rel in hashes:
-            continue
-        try:
-            hashes[rel] = sha256_file(path)[0]
-        except OSError as error:
-            raise OpsError("cannot read %s: %s" % (path, error.strerror or error))
+        if rel not in hashes:
+            hashes[rel] = cache.hash(rel, os.path.join(root, rel))
     return hashes
 
 
@@ -373,17 +386,19 @@ def _read_remote(conn, location, rules, pool):
     return both
 
 
-def plan_upload(conn, root, location, rules, params, threshold):
-    # The listing waits on the server: walk the local tree meanwhile, then hash it (a
-    # no-change run needs every sha256) until the listing and manifest have arrived.
+def plan_upload(conn, root, location, rules, params, threshold, cache):
+    # The listing waits on the server: walk the local tree meanwhile, then hash what the
+    # cache does not know (a no-change run needs every sha256) until the listing and the
+    # manifest have arrived.
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as background:
         remote = _read_remote(conn, location, rules, background)
-        local, links = scan_local(root, rules)
-        if links:
+        tree = scan_local(root, rules, cache)
+        if tree.links:
             remote.exception()  # let the requests finish before failing
             raise OpsError("%s holds symlinks or special files, which s3_sync never follows: %s; exclude them"
-                           % (root, _names(links)))
-        hashes = _sha_many(((rel, os.path.join(root, rel)) for rel in local), until=remote)
+                           % (root, _names(tree.links)))
+        local, hashes = tree.files, tree.known
+        _sha_many(cache, root, local, hashes, until=remote)
         listing, manifest = remote.result()
     plan = Plan("upload")
     plan.scope_size = len(listing.objects)
@@ -392,12 +407,8 @@ def plan_upload(conn, root, location, rules, params, threshold):
 
     # Hash the rest of what must be compared, and big new files (their sha256 goes in the
     # metadata before the first part is sent); small new files are hashed from the bytes sent.
-    to_hash = []
-    for rel, size in local.items():
-        listed = listing.objects.get(rel)
-        if manifest.known_sha(rel, listed) or size > threshold:
-            to_hash.append((rel, os.path.join(root, rel)))
-    _sha_many(to_hash, hashes)
+    _sha_many(cache, root, [rel for rel, size in local.items()
+                            if size > threshold or manifest.known_sha(rel, listing.objects.get(rel))], hashes)
 
     for rel in sorted(local):
         size = local[rel]
@@ -419,12 +430,13 @@ def plan_upload(conn, root, location, rules, params, threshold):
     return plan, listing, manifest
 
 
-def plan_download(conn, location, root, rules, params):
+def plan_download(conn, location, root, rules, params, cache):
     if os.path.lexists(root) and not os.path.isdir(root):
         raise OpsError("%s exists and is not a directory" % root)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as background:
         remote = _read_remote(conn, location, rules, background)
-        local, links = scan_local(root, rules) if os.path.isdir(root) else ({}, [])
+        tree = scan_local(root, rules, cache) if os.path.isdir(root) else LocalTree()
+        local, links = tree.files, tree.links
         listing, manifest = remote.result()
     unsafe = sorted(listing.unaddressable)
     if unsafe:
@@ -437,9 +449,9 @@ def plan_download(conn, location, root, rules, params):
     link_set = set(links)
     _refuse_symlinked_parents(root, listing.objects)
 
-    to_hash = [(rel, os.path.join(root, rel)) for rel, (size, _etag) in listing.objects.items()
-               if local.get(rel) == size and manifest.known_sha(rel, listing.objects[rel])]
-    hashes = _sha_many(to_hash)
+    hashes = _sha_many(cache, root, [rel for rel, (size, _etag) in listing.objects.items()
+                                     if local.get(rel) == size and manifest.known_sha(rel, listing.objects[rel])],
+                       tree.known)
     for rel in sorted(listing.objects):
         size, etag = listing.objects[rel]
         known = manifest.known_sha(rel, (size, etag))
@@ -702,19 +714,26 @@ def s3_sync(params, check_mode):
         raise OpsError("multipart_chunk_size_mb must be at least 5 (the S3 minimum part size)")
     conn = s3.S3Connection(params, concurrency=params["concurrency"])
     try:
+        cache = None
         if src is None:
             root = src_text
             if not os.path.isdir(root):
                 raise OpsError("src %s is not a directory" % root)
-            plan, listing, manifest = plan_upload(conn, root, dest, rules, params, threshold)
+            cache = _checksum_cache(params, root, rules)
+            plan, listing, manifest = plan_upload(conn, root, dest, rules, params, threshold, cache)
         elif dest is None:
-            plan, listing, manifest = plan_download(conn, src, dest_text, rules, params)
+            cache = _checksum_cache(params, dest_text, rules)
+            plan, listing, manifest = plan_download(conn, src, dest_text, rules, params, cache)
         else:
             if src.bucket == dest.bucket and _overlaps(src.prefix, dest.prefix):
                 raise OpsError("src %s and dest %s overlap" % (src, dest))
             plan, listing, manifest = plan_copy(conn, src, dest, rules, params)
+        if cache is not None:
+            # What the cache learnt holds whatever the transfers do; check mode writes nothing.
+            plan.warnings.extend(problem for problem in (cache.problem, cache.finish(write=not check_mode)) if problem)
         check_max_delete(plan, params, dest_text)
         result = _summary(plan, src_text, dest_text, dest)
+        result["checksums"] = cache.summary() if cache is not None else None
         if check_mode or not (plan.transfers or plan.deletes):
             result["changed"] = bool(plan.transfers or plan.deletes)
         else:
@@ -727,6 +746,11 @@ def s3_sync(params, check_mode):
     result["duration_seconds"] = round(time.monotonic() - started, 3)
     result["msg"] = _message(result, check_mode)
     return result
+
+
+def _checksum_cache(params, root, rules):
+    return hashcache.HashCache(params.get("checksum_cache_dir"), root, scope=[rules.include, rules.exclude],
+                               enabled=params.get("checksum_cache", True))
 
 
 def _overlaps(a, b):

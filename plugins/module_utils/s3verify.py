@@ -33,11 +33,11 @@ def expected_sums(params):
     root = params["path"]
     if not os.path.isdir(root):
         raise OpsError("path %s is not a directory" % root)
-    files, links = scan_local(root, Rules({"exclude": params.get("exclude")}))
-    if links:
+    tree = scan_local(root, Rules({"exclude": params.get("exclude")}))
+    if tree.links:
         raise OpsError("%s holds symlinks or special files, which are never followed: %s" % (
-            root, ", ".join(links[:5])))
-    return {rel: None for rel in files}, root
+            root, ", ".join(tree.links[:5])))
+    return {rel: None for rel in tree.files}, root
 
 
 def choose(rels, params):

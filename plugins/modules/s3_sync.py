@@ -37,7 +37,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Lists, reads the manifest and hashes local files; transfers, deletes and writes nothing.
+      - Lists, reads the manifest and hashes local files; transfers, deletes and writes nothing (not even the
+        checksum cache).
       - Reports C(changed=true) when the sync would change something, with the same lists as a real run.
   diff_mode:
     support: full
@@ -110,6 +111,23 @@ options:
   kms_key_id:
     description: KMS key id or ARN, with O(encryption=aws:kms); without it the account's default key.
     type: str
+  checksum_cache:
+    description:
+      - Keep the sha256 of the local files in a cache on the host that runs the module, so that a re-sync
+        reads only the files that changed since the last run.
+      - A cached sha256 is used only while the file's size, modification time, change time (ctime), inode and
+        device are all as recorded. Every write sets the ctime, and nothing can set it back (C(touch -r) puts
+        back the modification time only), so a rewritten file is always hashed again. Files changed less than
+        two seconds before the scan are hashed every time until they are older (timestamp granularity).
+      - Turn it off for a tree on a file system whose ctime does not change on write (FAT's is the creation
+        time) or whose server clock is far from this host's.
+    type: bool
+    default: true
+  checksum_cache_dir:
+    description:
+      - Directory of the cache files (mode 0600, one per local tree and O(include)/O(exclude) scope).
+      - Defaults to C(treazrisland.ops) under C($XDG_CACHE_HOME), else under C(~/.cache).
+    type: path
 notes:
   - Content-Type comes from the file name (Python's built-in table plus the common web types), the same on
     every host; unknown extensions get V(application/octet-stream).
@@ -215,6 +233,14 @@ bytes:
   returned: always
   type: dict
   sample: {"uploaded": 48213, "downloaded": 0, "copied": 0, "deleted": 47120, "unchanged": 301920448}
+checksums:
+  description:
+    - How the sha256 of the local files was found (null for an S3 to S3 copy).
+    - C(hashed_files) and C(hashed_bytes) were read from disk, C(cache_hits) came from the checksum cache at
+      C(cache) (null with O(checksum_cache=false)).
+  returned: always
+  type: dict
+  sample: {"hashed_files": 2, "hashed_bytes": 48213, "cache_hits": 10001, "cache": "/root/.cache/treazrisland.ops/s3_sync-3d1f0c.txt"}
 duration_seconds:
   description: Wall time of the sync.
   returned: always
@@ -263,6 +289,8 @@ def main():
             )),
             encryption=dict(type="str", choices=["AES256", "aws:kms"]),
             kms_key_id=dict(type="str"),
+            checksum_cache=dict(type="bool", default=True),
+            checksum_cache_dir=dict(type="path"),
         ),
         supports_check_mode=True,
     )

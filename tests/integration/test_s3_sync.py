@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from ansible_collections.treazrisland.ops.plugins.module_utils import hashcache
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
 from helpers import finish_background, run_module, run_tasks
 
@@ -53,8 +54,19 @@ def test_same_size_changes_with_old_mtime_are_all_uploaded_and_a_resync_transfer
     local = tmp_path / "dist"
     files = make_tree(local, 120)
     dest = "s3://%s/site" % s3_bucket
-    first = assert_ok(run_module("s3_sync", sync(s3server, str(local), dest)))
+    # Files changed within the last 2 s are never trusted to the checksum cache: let the
+    # build age, so that the runs below go through the cache.
+    time.sleep(hashcache.RECENT_SECONDS + 0.1)
+    first, primed = run_tasks([
+        {"treazrisland.ops.s3_sync": sync(s3server, str(local), dest)},
+        {"treazrisland.ops.s3_sync": sync(s3server, str(local), dest)},
+    ]).results
+    first, primed = first["result"], primed["result"]
     assert first["changed"] is True and first["counts"]["uploaded"] == 120
+    assert primed["changed"] is False and primed["checksums"]["hashed_files"] + primed["checksums"]["cache_hits"] == 120
+    cached = assert_ok(run_module("s3_sync", sync(s3server, str(local), dest)))
+    assert cached["changed"] is False
+    assert cached["checksums"]["cache_hits"] == 120 and cached["checksums"]["hashed_files"] == 0
 
     # 100 files rebuilt: same size, new content, and their old mtime put back (touch -r).
     rebuilt = sorted(files)[:100]
@@ -74,6 +86,8 @@ def test_same_size_changes_with_old_mtime_are_all_uploaded_and_a_resync_transfer
     second, third = second["result"], third["result"]
     assert second["changed"] is True
     assert second["uploaded"] == rebuilt and second["counts"]["unchanged"] == 20
+    # Their ctime gave them away: exactly the 100 were read again, the 20 others came from the cache.
+    assert second["checksums"]["hashed_files"] == 100 and second["checksums"]["cache_hits"] == 20
     assert third["changed"] is False and third["counts"]["uploaded"] == 0 and third["counts"]["unchanged"] == 120
     assert third["msg"] == "uploaded 0 file(s) (0 bytes) and deleted 0; 120 unchanged"
     stored = s3server.objects(s3_bucket, "site/")
@@ -85,6 +99,13 @@ def test_same_size_changes_with_old_mtime_are_all_uploaded_and_a_resync_transfer
         os.utime(local / rel, (future, future))
     fresh = assert_ok(run_module("s3_sync", sync(s3server, str(local), dest)))
     assert fresh["changed"] is False and fresh["counts"]["uploaded"] == 0
+    assert fresh["checksums"]["hashed_files"] == 120
+
+    # Without the cache every file is read, and no cache file is written.
+    uncached = assert_ok(run_module("s3_sync", sync(s3server, str(local), dest, checksum_cache=False)))
+    assert uncached["changed"] is False and uncached["checksums"] == {
+        "hashed_files": 120, "hashed_bytes": sum(len(data) for data in files.values()), "cache_hits": 0,
+        "cache": None}
 
 
 def test_object_changed_behind_our_back_is_uploaded_again(s3server, s3_bucket, tmp_path):
