@@ -6,16 +6,19 @@ on 127.0.0.1, one generated tree (10,000 files of 200 B to 200 KB, log-uniform, 
 20 MB files), and three phases, each tool into its own prefix of the same bucket, the order
 of the tools rotating every repetition:
 
-1. first upload into an empty prefix;
-2. no-change re-sync;
+1. first upload into an empty prefix, s3_sync's checksum cache emptied before each run;
+2. no-change re-sync, s3_sync with its checksum cache (the first repetition fills it from the
+   files read during the uploads) and, as a fourth contender ``s3_sync_uncached``, with
+   ``checksum_cache: false``: every file read and hashed, as on a fresh checkout;
 3. 100 files changed with the same size and their old mtime put back (``touch -r``), then
    a re-sync; afterwards each tool's copy of those 100 files is checked byte for byte.
 
 Every run is one ansible-playbook task (our module, or ``ansible.builtin.command`` running
 the other tool), timed by a callback from task start to result, so all three pay the same
 Ansible overhead. Then peak memory: the module run directly (as Ansible runs it on a host)
-on a tree of 100,000 small files, first upload and no-change re-sync, measured with wait4's
-ru_maxrss, which covers the module process and its forked transfer process.
+on a tree of 100,000 small files: first upload, no-change re-sync (which hashes every file and
+writes the checksum cache) and a second no-change re-sync (every sha256 from the cache),
+measured with wait4's ru_maxrss, which covers the module process and its forked transfer process.
 
 Figures are printed and written to bench/results/s3_bench.json.
 """
@@ -48,6 +51,7 @@ from sandbox.s3server import S3Server  # noqa: E402
 INVENTORY = os.path.join(REPO, "sandbox", "inventory.ini")
 DEFAULT_OUTPUT = os.path.join(REPO, "bench", "results", "s3_bench.json")
 TOOLS = ("s3_sync", "rclone", "aws")
+UNCACHED = "s3_sync_uncached"
 BUCKET = "bench"
 GOALS = {"first_over_rclone": 0.7, "nochange_over_rclone": 1.0, "aws_over_nochange": 3.0, "memory_mib": 200.0}
 
@@ -131,12 +135,15 @@ class Runner:
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.path.join(workdir, "aws.conf"),
                         "AWS_SHARED_CREDENTIALS_FILE": os.path.join(workdir, "aws.credentials")}
         self.bin = os.path.dirname(sys.executable)
+        # s3_sync's checksum cache lives here; cold=True empties it before every s3_sync run.
+        self.cache_home = os.path.join(workdir, "cache-home")
+        self.cold = False
 
     def task(self, tool, src, prefix):
-        if tool == "s3_sync":
+        if tool in ("s3_sync", UNCACHED):
             return {"name": tool, "treazrisland.ops.s3_sync": dict(
                 self.server.module_params(), src=src, dest="s3://%s/%s" % (BUCKET, prefix),
-                concurrency=self.concurrency)}
+                concurrency=self.concurrency, checksum_cache=tool == "s3_sync")}
         if tool == "rclone":
             return {"name": tool, "environment": self.rclone_env, "ansible.builtin.command": {"argv": [
                 os.path.join(self.bin, "rclone"), "sync", "--checksum", src, "bench:%s/%s" % (BUCKET, prefix)]}}
@@ -155,7 +162,9 @@ class Runner:
                         "tasks": [self.task(tool, src, prefix)]}], handle)
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
                    ANSIBLE_CALLBACK_PLUGINS=os.path.join(BENCH, "callback"), ANSIBLE_CALLBACKS_ENABLED="task_timer",
-                   TASK_TIMER_OUTPUT=timings, ANSIBLE_NOCOLOR="1")
+                   TASK_TIMER_OUTPUT=timings, ANSIBLE_NOCOLOR="1", XDG_CACHE_HOME=self.cache_home)
+        if self.cold and tool == "s3_sync":
+            shutil.rmtree(self.cache_home, ignore_errors=True)
         started = time.perf_counter()
         completed = subprocess.run(["ansible-playbook", "-i", INVENTORY, playbook], env=env, capture_output=True,
                                    text=True)
@@ -169,8 +178,8 @@ class Runner:
         return records[-1]["seconds"], playbook_seconds, records[-1]["result"]
 
 
-def rotate(rep):
-    return TOOLS[rep % 3:] + TOOLS[:rep % 3]
+def rotate(tools, rep):
+    return tools[rep % len(tools):] + tools[:rep % len(tools)]
 
 
 def summary(values, digits=3):
@@ -178,32 +187,38 @@ def summary(values, digits=3):
             "samples": [round(v, digits) for v in values]}
 
 
-def run_phase(runner, name, reps, src, prefix_of, before_rep=None, after_rep=None):
-    seconds = {tool: [] for tool in TOOLS}
-    playbooks = {tool: [] for tool in TOOLS}
+def run_phase(runner, name, reps, src, prefix_of, before_rep=None, after_rep=None, tools=TOOLS):
+    seconds = {tool: [] for tool in tools}
+    playbooks = {tool: [] for tool in tools}
     extra = []
     for rep in range(reps):
         context = before_rep(rep) if before_rep else None
-        for tool in rotate(rep):
+        for tool in rotate(tools, rep):
             task_seconds, playbook_seconds, result = runner.run(tool, src, prefix_of(tool, rep))
             seconds[tool].append(task_seconds)
             playbooks[tool].append(playbook_seconds)
             note = ""
-            if tool == "s3_sync":
-                note = "uploaded %d, unchanged %d" % (result["counts"]["uploaded"], result["counts"]["unchanged"])
+            if tool in ("s3_sync", UNCACHED):
+                note = "uploaded %d, unchanged %d, hashed %d, cache hits %d" % (
+                    result["counts"]["uploaded"], result["counts"]["unchanged"],
+                    result["checksums"]["hashed_files"], result["checksums"]["cache_hits"])
             log("%-9s rep %d: %-7s %6.2f s task, %6.2f s playbook %s" % (name, rep + 1, tool, task_seconds,
                                                                         playbook_seconds, note))
         if after_rep:
             extra.append(after_rep(rep, context))
     return {"tools": {tool: {"task_seconds": summary(seconds[tool]), "playbook_seconds": summary(playbooks[tool])}
-                      for tool in TOOLS}, "checks": extra}
+                      for tool in tools}, "checks": extra}
 
 
 def ratios(phase):
-    med = {tool: phase["tools"][tool]["task_seconds"]["median"] for tool in TOOLS}
-    return {"s3_sync_over_rclone": round(med["s3_sync"] / med["rclone"], 3),
-            "s3_sync_over_aws": round(med["s3_sync"] / med["aws"], 3),
-            "aws_over_s3_sync": round(med["aws"] / med["s3_sync"], 2)}
+    med = {tool: figures["task_seconds"]["median"] for tool, figures in phase["tools"].items()}
+    found = {"s3_sync_over_rclone": round(med["s3_sync"] / med["rclone"], 3),
+             "s3_sync_over_aws": round(med["s3_sync"] / med["aws"], 3),
+             "aws_over_s3_sync": round(med["aws"] / med["s3_sync"], 2)}
+    if UNCACHED in med:
+        found.update(uncached_over_rclone=round(med[UNCACHED] / med["rclone"], 3),
+                     aws_over_uncached=round(med["aws"] / med[UNCACHED], 2))
+    return found
 
 
 # ---------------------------------------------------------------------- memory
@@ -216,7 +231,7 @@ def module_direct(workdir, name, args, counter=[0]):  # pylint: disable=dangerou
     fd = os.open(args_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-    env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS, XDG_CACHE_HOME=os.path.join(workdir, "cache-home"))
     try:
         measured = check_ok(run_measured([sys.executable, "-m", MODULES + name, args_path], env=env), name)
     finally:
@@ -233,13 +248,15 @@ def bench_memory(server, workdir, files, concurrency):
     log("memory: %d files, %.1f MB" % (count, total / 1e6))
     args = dict(server.module_params(), src=root, dest="s3://%s/memory-%d" % (BUCKET, files), concurrency=concurrency)
     figures = {"files": count, "bytes": total}
-    for label in ("first_upload", "no_change"):
+    for label in ("first_upload", "no_change", "no_change_cached"):
         measured, result = module_direct(workdir, "s3_sync", args)
         figures[label] = {"wall_seconds": round(measured.wall, 2), "cpu_seconds": round(measured.cpu, 2),
                           "ru_maxrss_mib": round(measured.maxrss_mib, 1),
-                          "uploaded": result["counts"]["uploaded"], "unchanged": result["counts"]["unchanged"]}
-        log("memory: %s of %d files: %.1f s, peak %.1f MiB (uploaded %d)" % (
-            label, files, measured.wall, measured.maxrss_mib, result["counts"]["uploaded"]))
+                          "uploaded": result["counts"]["uploaded"], "unchanged": result["counts"]["unchanged"],
+                          "hashed": result["checksums"]["hashed_files"], "cache_hits": result["checksums"]["cache_hits"]}
+        log("memory: %s of %d files: %.1f s, peak %.1f MiB (uploaded %d, hashed %d, cache hits %d)" % (
+            label, files, measured.wall, measured.maxrss_mib, result["counts"]["uploaded"],
+            result["checksums"]["hashed_files"], result["checksums"]["cache_hits"]))
     shutil.rmtree(root)
     return figures
 
@@ -277,6 +294,10 @@ def print_report(figures):
         out.append("%-22s %12.2f %12.2f %12.2f   %14.2f %12.2f" % (
             phase, tools["s3_sync"]["task_seconds"]["median"], tools["rclone"]["task_seconds"]["median"],
             tools["aws"]["task_seconds"]["median"], ratio["s3_sync_over_rclone"], ratio["s3_sync_over_aws"]))
+    nochange = figures["no_change"]
+    out.append("no change without the checksum cache: s3_sync %.2f s, s3_sync/rclone %.2f, aws/s3_sync %.2f" % (
+        nochange["tools"][UNCACHED]["task_seconds"]["median"], nochange["ratios"]["uncached_over_rclone"],
+        nochange["ratios"]["aws_over_uncached"]))
     for check in figures["change_100"]["checks"]:
         out.append("change rep %d: changed files stored correctly: %s" % (
             check["rep"], ", ".join("%s %d/100" % (tool, check["correct"][tool]) for tool in TOOLS)))
@@ -290,9 +311,11 @@ def print_report(figures):
         goals["aws_over_nochange"]["value"], GOALS["aws_over_nochange"], verdict(goals["aws_over_nochange"]["ok"])))
     if "memory" in figures:
         memory = figures["memory"]
-        out.append("peak memory at %d files: first upload %.1f MiB, no change %.1f MiB (goal < %.0f): %s" % (
-            memory["files"], memory["first_upload"]["ru_maxrss_mib"], memory["no_change"]["ru_maxrss_mib"],
-            GOALS["memory_mib"], verdict(goals["memory_mib"]["ok"])))
+        out.append("peak memory at %d files: first upload %.1f MiB, no change %.1f MiB, no change from the cache "
+                   "%.1f MiB (goal < %.0f): %s" % (
+                       memory["files"], memory["first_upload"]["ru_maxrss_mib"], memory["no_change"]["ru_maxrss_mib"],
+                       memory["no_change_cached"]["ru_maxrss_mib"], GOALS["memory_mib"],
+                       verdict(goals["memory_mib"]["ok"])))
     out.append("load average at start %s, at end %s" % (figures["load_average"]["start"], figures["load_average"]["end"]))
     print("\n".join(out))
 
@@ -331,11 +354,15 @@ def main():
             server.make_bucket(BUCKET)
             runner = Runner(server, workdir, concurrency)
             figures["s3_sync_concurrency"] = concurrency
+            runner.cold = True
             figures["first_upload"] = run_phase(runner, "first", args.first_reps, tree,
                                                 lambda tool, rep: "%s-%d" % (tool, rep))
+            runner.cold = False
             last = args.first_reps - 1
-            prefix = lambda tool, _rep: "%s-%d" % (tool, last)  # noqa: E731
-            figures["no_change"] = run_phase(runner, "no-change", args.nochange_reps, tree, prefix)
+            # Both s3_sync variants re-sync s3_sync's upload.
+            prefix = lambda tool, _rep: "%s-%d" % ("s3_sync" if tool == UNCACHED else tool, last)  # noqa: E731
+            figures["no_change"] = run_phase(runner, "no-change", args.nochange_reps, tree, prefix,
+                                             tools=TOOLS + (UNCACHED,))
 
             small = sorted(os.path.relpath(os.path.join(d, f), tree) for d, _s, fs in os.walk(tree) for f in fs
                            if not f.startswith("big"))
@@ -377,7 +404,8 @@ def main():
                               "ok": nochange["aws_over_s3_sync"] >= GOALS["aws_over_nochange"]},
     }
     if "memory" in figures:
-        peak = max(figures["memory"]["first_upload"]["ru_maxrss_mib"], figures["memory"]["no_change"]["ru_maxrss_mib"])
+        peak = max(figures["memory"][label]["ru_maxrss_mib"] for label in ("first_upload", "no_change",
+                                                                            "no_change_cached"))
         figures["goals"]["memory_mib"] = {"value": peak, "ok": peak < GOALS["memory_mib"]}
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as handle:

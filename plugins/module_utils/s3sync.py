@@ -83,10 +83,22 @@ class Rules:
 
     def headers(self, rel):
         """(Content-Type, Cache-Control, encryption) an object at rel should have."""
-        content_type = _MIME.guess_type(rel, strict=False)[0] or DEFAULT_CONTENT_TYPE
         cache_control = next((value for pattern, value in self.cache_control
                               if fnmatch.fnmatchcase(rel, pattern)), "")
-        return content_type, cache_control, self.encryption
+        return content_type_of(rel), cache_control, self.encryption
+
+
+_CONTENT_TYPES = {}
+
+
+def content_type_of(rel):
+    """The Content-Type of a file name; it depends on its extensions only, so each is guessed once."""
+    name = rel.rsplit("/", 1)[-1].lstrip(".")  # as splitext, leading dots are part of the name
+    dot = name.find(".")
+    extensions = name[dot:] if dot >= 0 else ""
+    if extensions not in _CONTENT_TYPES:
+        _CONTENT_TYPES[extensions] = _MIME.guess_type("file" + extensions, strict=False)[0] or DEFAULT_CONTENT_TYPE
+    return _CONTENT_TYPES[extensions]
 
 
 def parse_max_delete(value):
@@ -200,14 +212,30 @@ class Listing:
         self.unaddressable = set()  # rels with '', '.' or '..' segments (only boto3 can name them)
 
 
-def list_objects(conn, location, rules):
-    """List location with obstore; keys obstore refuses to parse make it list with boto3 instead."""
+LIST_PAGE = 1000  # keys in one ListObjectsV2 answer
+MAX_LIST_RANGES = 16
+
+
+def list_objects(conn, location, rules, known=()):
+    """List location with obstore; keys obstore refuses to parse make it list with boto3 instead.
+
+    ``known``, the relative paths the manifest holds, splits the key space into ranges listed
+    at once (about one page each, at most MAX_LIST_RANGES): one listing is a chain of
+    requests, each waiting for the last, and most of a no-change run is spent waiting on it.
+    The ranges cover every key whatever the bucket holds now; ``known`` only balances them.
+    """
     listing = Listing()
     store = conn.store(location.bucket)
     try:
-        for chunk in s3.obstore.list(store, prefix=location.prefix or None, chunk_size=1000):
-            for meta in chunk:
-                _add(listing, location, rules, meta["path"], meta["size"], meta["e_tag"])
+        bounds = _list_bounds(location, known)
+        if len(bounds) == 2:
+            _list_range(store, location, rules, listing, None, None)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
+                ranges = [pool.submit(_list_range, store, location, rules, listing, bounds[i], bounds[i + 1])
+                          for i in range(len(bounds) - 1)]
+                for done in ranges:
+                    done.result()
     except s3.obstore.exceptions.InvalidPathError:
         listing = Listing()
         paginator = conn.boto3().get_paginator("list_objects_v2")
@@ -221,6 +249,26 @@ def list_objects(conn, location, rules):
     for rel in [rel for rel, (size, _etag) in listing.objects.items() if size == 0 and rel in folders]:
         del listing.objects[rel]
     return listing
+
+
+def _list_bounds(location, known):
+    """[None, key, ..., None]: range i holds the keys after bounds[i] up to bounds[i + 1] included."""
+    count = min(MAX_LIST_RANGES, -(-len(known) // LIST_PAGE))
+    if count < 2:
+        return [None, None]
+    ordered = sorted(known)
+    return [None] + [location.key(ordered[len(ordered) * i // count]) for i in range(1, count)] + [None]
+
+
+def _list_range(store, location, rules, listing, after, upto):
+    # S3 lists in the byte order of the UTF-8 keys, which is the order in which Python compares
+    # the decoded strings: the first key past ``upto`` ends the range.
+    options = {"offset": after} if after is not None else {}
+    for chunk in s3.obstore.list(store, prefix=location.prefix or None, chunk_size=LIST_PAGE, **options):
+        for meta in chunk:
+            if upto is not None and meta["path"] > upto:
+                return
+            _add(listing, location, rules, meta["path"], meta["size"], meta["e_tag"])
 
 
 def _add(listing, location, rules, key, size, etag):
@@ -369,28 +417,20 @@ def _sha_many(cache, root, rels, hashes, until=None):
 
 
 def _read_remote(conn, location, rules, pool):
-    """A future of (Listing, Manifest) of location: both requests at once."""
-    listing = pool.submit(list_objects, conn, location, rules)
-    manifest = pool.submit(read_manifest, conn, location)
-    both = concurrent.futures.Future()
+    """A future of (Listing, Manifest) of location: the manifest, then the listing it splits."""
 
-    def joined(_future):
-        if listing.done() and manifest.done() and not both.done():
-            try:
-                both.set_result((listing.result(), manifest.result()))
-            except Exception as error:  # pylint: disable=broad-except
-                both.set_exception(error)
+    def read():
+        manifest = read_manifest(conn, location)
+        return list_objects(conn, location, rules, known=manifest.records), manifest
 
-    listing.add_done_callback(joined)
-    manifest.add_done_callback(joined)
-    return both
+    return pool.submit(read)
 
 
 def plan_upload(conn, root, location, rules, params, threshold, cache):
     # The listing waits on the server: walk the local tree meanwhile, then hash what the
     # cache does not know (a no-change run needs every sha256) until the listing and the
     # manifest have arrived.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as background:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as background:
         remote = _read_remote(conn, location, rules, background)
         tree = scan_local(root, rules, cache)
         if tree.links:
@@ -407,8 +447,8 @@ def plan_upload(conn, root, location, rules, params, threshold, cache):
 
     # Hash the rest of what must be compared, and big new files (their sha256 goes in the
     # metadata before the first part is sent); small new files are hashed from the bytes sent.
-    _sha_many(cache, root, [rel for rel, size in local.items()
-                            if size > threshold or manifest.known_sha(rel, listing.objects.get(rel))], hashes)
+    _sha_many(cache, root, [rel for rel, size in local.items() if rel not in hashes and (
+        size > threshold or manifest.known_sha(rel, listing.objects.get(rel)))], hashes)
 
     for rel in sorted(local):
         size = local[rel]
@@ -433,7 +473,7 @@ def plan_upload(conn, root, location, rules, params, threshold, cache):
 def plan_download(conn, location, root, rules, params, cache):
     if os.path.lexists(root) and not os.path.isdir(root):
         raise OpsError("%s exists and is not a directory" % root)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as background:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as background:
         remote = _read_remote(conn, location, rules, background)
         tree = scan_local(root, rules, cache) if os.path.isdir(root) else LocalTree()
         local, links = tree.files, tree.links
@@ -498,13 +538,13 @@ def _refuse_symlinked_parents(root, rels):
 
 
 def plan_copy(conn, src, dest, rules, params):
-    src_listing = list_objects(conn, src, rules)
+    src_manifest = read_manifest(conn, src)
+    src_listing = list_objects(conn, src, rules, known=src_manifest.records)
     if src_listing.unaddressable:
         raise OpsError("refusing to copy keys with empty, '.' or '..' path segments: %s; exclude them"
                        % _names([src.key(rel) for rel in sorted(src_listing.unaddressable)]))
-    src_manifest = read_manifest(conn, src)
-    dest_listing = list_objects(conn, dest, rules)
     dest_manifest = read_manifest(conn, dest)
+    dest_listing = list_objects(conn, dest, rules, known=dest_manifest.records)
     plan = Plan("copy")
     plan.scope_size = len(dest_listing.objects)
     plan.warnings.extend(m.problem for m in (src_manifest, dest_manifest) if m.problem)

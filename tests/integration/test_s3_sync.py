@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.treazrisland.ops.plugins.module_utils import hashcache
+from ansible_collections.treazrisland.ops.plugins.module_utils import hashcache, s3, s3sync
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
 from helpers import finish_background, run_module, run_tasks
 
@@ -121,6 +121,35 @@ def test_object_changed_behind_our_back_is_uploaded_again(s3server, s3_bucket, t
     assert s3server.objects(s3_bucket, "site/" + victim)["site/" + victim] == files[victim]
 
 
+def test_ranged_listing_sees_every_key_whatever_the_manifest_says(s3server, s3_bucket, monkeypatch):
+    """The listing split at the manifest's paths (pages of 10 keys here instead of 1000) equals a plain one.
+
+    The manifest is stale on purpose: keys added before its first path, between its paths and
+    after its last one, and paths it holds that are gone, must change nothing.
+    """
+    client = s3server.client()
+    present = ["a/%03d.txt" % number for number in range(0, 95)] + ["0-before.txt", "zz-after.txt", "m/new.txt"]
+    for rel in present:
+        client.put_object(Bucket=s3_bucket, Key="site/" + rel, Body=rel.encode())
+    client.put_object(Bucket=s3_bucket, Key="other/a/001.txt", Body=b"outside the prefix")
+    stale = sorted(["a/%03d.txt" % number for number in range(0, 120, 2)] + ["gone/1.txt", "gone/2.txt"])
+    monkeypatch.setattr(s3sync, "LIST_PAGE", 10)
+    location = s3.parse_location("s3://%s/site" % s3_bucket)
+    assert len(s3sync._list_bounds(location, stale)) == 8  # 7 ranges
+
+    def both_listings():
+        conn = s3.S3Connection(s3server.module_params())
+        rules = s3sync.Rules({})
+        return {"ranged": s3sync.list_objects(conn, location, rules, known=stale).objects,
+                "plain": s3sync.list_objects(conn, location, rules).objects}
+
+    # In a forked child, as the module does: a process that ever ran obstore's runtime
+    # threads must not fork afterwards (later tests fork this one).
+    listings = s3.run_in_child(both_listings)
+    assert sorted(listings["ranged"]) == sorted(listings["plain"]) == sorted(present)
+    assert listings["ranged"] == listings["plain"]
+
+
 def test_check_mode_and_diff_list_exactly_and_change_nothing(s3server, s3_bucket, tmp_path):
     local = tmp_path / "dist"
     files = make_tree(local, 3)
@@ -209,6 +238,30 @@ def test_round_trip_local_s3_local_and_s3_s3_is_byte_identical(s3server, s3_buck
     assert tree_digest(from_snapshot) == tree_digest(local)
     head = s3server.client().head_object(Bucket=s3_bucket, Key="snapshots/r1/roms/big.bin")
     assert {k.lower(): v for k, v in head["Metadata"].items()}["sha256"] == tree_digest(local)["roms/big.bin"]
+
+
+def test_download_finds_a_same_size_local_change_behind_a_warm_checksum_cache(s3server, s3_bucket, tmp_path):
+    local = tmp_path / "dist"
+    files = make_tree(local, 10)
+    source = "s3://%s/dl" % s3_bucket
+    archive = tmp_path / "archive"
+    download = {"treazrisland.ops.s3_sync": sync(s3server, source, str(archive))}
+    run_tasks([{"treazrisland.ops.s3_sync": sync(s3server, str(local), source)}, download])
+    time.sleep(hashcache.RECENT_SECONDS + 0.1)  # downloaded files are too fresh to be cached before
+    _primed, cached = run_tasks([download, download]).results
+    cached = cached["result"]
+    assert cached["changed"] is False
+    assert cached["checksums"]["cache_hits"] == 10 and cached["checksums"]["hashed_files"] == 0
+
+    # Someone edits the archive: same size, old mtime put back.
+    victim = sorted(files)[4]
+    before = os.stat(archive / victim)
+    (archive / victim).write_bytes(b"?" * before.st_size)
+    os.utime(archive / victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    again = assert_ok(run_module("s3_sync", sync(s3server, source, str(archive))))
+    assert again["downloaded"] == [victim] and again["counts"]["unchanged"] == 9
+    assert again["checksums"]["hashed_files"] == 1 and again["checksums"]["cache_hits"] == 9
+    assert tree_digest(archive) == tree_digest(local)
 
 
 def test_download_with_delete_removes_local_files_not_in_the_bucket(s3server, s3_bucket, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import random
 import threading
 import time
 
@@ -100,6 +101,18 @@ def test_rules_scope_and_headers():
     assert rules.headers("assets/app.js") == ("text/javascript", "immutable", "")
     assert rules.headers("index.html") == ("text/html", "no-cache", "")
     assert rules.headers("roms/game.sfc")[0] == "application/octet-stream"
+
+
+def test_content_type_memo_answers_as_guess_type_for_any_name():
+    # The memo keys on the extensions alone; a file's Content-Type must not move from what the
+    # manifest recorded, or every such file would be sent again as "headers changed".
+    rng = random.Random(5)
+    pieces = [".", "a", "b/", "..", ".js", ".JS", ".gz", ".tar", ".tgz", ".css", ".map", ".svg", ".br", ".Z",
+              ".html", ".bz2", ".webp", ".woff2", "."]
+    for _ in range(5000):
+        rel = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        expected = s3sync._MIME.guess_type(rel, strict=False)[0] or s3sync.DEFAULT_CONTENT_TYPE
+        assert s3sync.content_type_of(rel) == expected, rel
 
 
 @pytest.mark.parametrize("rel, unsafe", [
