@@ -38,6 +38,7 @@ from ansible_collections.treazrisland.ops.plugins.module_utils.errors import Ops
 
 MANIFEST_NAME = ".treazrisland-sync.jsonl.gz"
 MANIFEST_FORMAT = "treazrisland.ops.s3_sync/1"
+MANIFEST_BATCH = 2000  # manifest lines parsed at once
 SHA256_METADATA = "sha256"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_COPY_OBJECT = 5 * 1024 ** 3  # larger objects need a multipart copy
@@ -213,16 +214,19 @@ class Listing:
 
 
 LIST_PAGE = 1000  # keys in one ListObjectsV2 answer
-MAX_LIST_RANGES = 16
+# Measured on 10,000 keys: 0.29 s listed in one chain, 0.21 s in 2 or 4 ranges, no better with 8 or
+# 16; and every range holds a page of objects in memory at once (100,000 files: 176 MiB with 4
+# ranges, 192 MiB with 16).
+MAX_LIST_RANGES = 4
 
 
 def list_objects(conn, location, rules, known=()):
     """List location with obstore; keys obstore refuses to parse make it list with boto3 instead.
 
-    ``known``, the relative paths the manifest holds, splits the key space into ranges listed
-    at once (about one page each, at most MAX_LIST_RANGES): one listing is a chain of
-    requests, each waiting for the last, and most of a no-change run is spent waiting on it.
-    The ranges cover every key whatever the bucket holds now; ``known`` only balances them.
+    ``known``, the relative paths the manifest holds, splits the key space into ranges of at
+    least a page, listed at once (at most MAX_LIST_RANGES): one listing is a chain of requests,
+    each waiting for the last, and a no-change run spends most of its time waiting on it. The
+    ranges cover every key whatever the bucket holds now; ``known`` only balances them.
     """
     listing = Listing()
     store = conn.store(location.bucket)
@@ -300,27 +304,21 @@ class Manifest:
 
 
 def read_manifest(conn, location):
-    """The manifest of location, streamed and decompressed line by line; empty if none."""
+    """The manifest of location, streamed and decompressed a chunk at a time; empty if none."""
     key = location.key(MANIFEST_NAME)
     try:
         result = s3.obstore.get(conn.store(location.bucket), key)
-        records = {}
-        intern = {}
+        reader = _ManifestReader()
         decompressor = zlib.decompressobj(wbits=31)
         pending = b""
-        header = None
         for chunk in result.stream(min_chunk_size=s3.MIB):
-            pending += decompressor.decompress(bytes(chunk))
-            lines = pending.split(b"\n")
+            lines = (pending + decompressor.decompress(bytes(chunk))).split(b"\n")
             pending = lines.pop()
-            for line in lines:
-                header = _manifest_line(line, header, records, intern)
-        pending += decompressor.flush()
-        for line in pending.split(b"\n"):
-            header = _manifest_line(line, header, records, intern)
-        if header is None:
+            reader.add(lines)
+        reader.add((pending + decompressor.flush()).split(b"\n"))
+        if reader.header is None:
             raise ValueError("no header")
-        return Manifest(records)
+        return Manifest(reader.records)
     except Exception as error:  # pylint: disable=broad-except
         if s3.is_not_found(error):
             return Manifest()
@@ -331,19 +329,32 @@ def read_manifest(conn, location):
         raise
 
 
-def _manifest_line(line, header, records, intern):
-    if not line.strip():
-        return header
-    value = json.loads(line)
-    if header is None:
-        if not isinstance(value, dict) or value.get("format") != MANIFEST_FORMAT:
-            raise ValueError("not a %s manifest" % MANIFEST_FORMAT)
-        return value
-    rel, sha, size, etag, content_type, cache_control, encryption = value
-    # Many records share the same headers: keep one string each (memory at 100,000 files).
-    records[rel] = (sha, int(size), etag, intern.setdefault(content_type, content_type),
-                    intern.setdefault(cache_control, cache_control), intern.setdefault(encryption, encryption))
-    return header
+class _ManifestReader:
+    """Records from the manifest's lines: a header line, then one JSON array a file."""
+
+    def __init__(self):
+        self.header = None
+        self.records = {}
+        self._intern = {}
+
+    def add(self, lines):
+        lines = [line for line in lines if line.strip()]
+        if lines and self.header is None:
+            header = json.loads(lines.pop(0))
+            if not isinstance(header, dict) or header.get("format") != MANIFEST_FORMAT:
+                raise ValueError("not a %s manifest" % MANIFEST_FORMAT)
+            self.header = header
+        if not lines:
+            return
+        intern = self._intern
+        # One json.loads for a batch of lines takes half the time of one a line.
+        for start in range(0, len(lines), MANIFEST_BATCH):
+            batch = json.loads(b"[" + b",".join(lines[start:start + MANIFEST_BATCH]) + b"]")
+            for rel, sha, size, etag, content_type, cache_control, encryption in batch:
+                # Many records share the same headers: keep one string each (memory at 100,000 files).
+                self.records[rel] = (sha, int(size), etag, intern.setdefault(content_type, content_type),
+                                     intern.setdefault(cache_control, cache_control),
+                                     intern.setdefault(encryption, encryption))
 
 
 def write_manifest(conn, location, rules, records):

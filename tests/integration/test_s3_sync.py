@@ -150,6 +150,26 @@ def test_ranged_listing_sees_every_key_whatever_the_manifest_says(s3server, s3_b
     assert listings["ranged"] == listings["plain"]
 
 
+def test_a_damaged_manifest_costs_one_full_upload_and_a_warning(s3server, s3_bucket, tmp_path):
+    local = tmp_path / "dist"
+    files = make_tree(local, 6)
+    dest = "s3://%s/site" % s3_bucket
+    assert_ok(run_module("s3_sync", sync(s3server, str(local), dest)))
+    s3server.client().put_object(Bucket=s3_bucket, Key="site/.treazrisland-sync.jsonl.gz", Body=b"not gzip")
+    again, clean = run_tasks([
+        {"treazrisland.ops.s3_sync": sync(s3server, str(local), dest)},
+        {"treazrisland.ops.s3_sync": sync(s3server, str(local), dest)},
+    ]).results
+    again, clean = again["result"], clean["result"]
+    assert again["warnings"] == ["the manifest s3://%s/site/.treazrisland-sync.jsonl.gz is unreadable (Error -3 while "
+                                 "decompressing data: incorrect header check); every object is compared as unknown"
+                                 % s3_bucket]
+    assert again["uploaded"] == sorted(files) and again["counts"]["unchanged"] == 0
+    assert clean["changed"] is False and "warnings" not in clean
+    assert {k[len("site/"):]: v for k, v in s3server.objects(s3_bucket, "site/").items()
+            if not k.endswith(".jsonl.gz")} == files
+
+
 def test_check_mode_and_diff_list_exactly_and_change_nothing(s3server, s3_bucket, tmp_path):
     local = tmp_path / "dist"
     files = make_tree(local, 3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
 import random
 import threading
@@ -103,14 +104,32 @@ def test_rules_scope_and_headers():
     assert rules.headers("roms/game.sfc")[0] == "application/octet-stream"
 
 
+def test_manifest_lines_are_read_in_batches_whatever_the_chunking(monkeypatch):
+    monkeypatch.setattr(s3sync, "MANIFEST_BATCH", 3)
+    header = json.dumps({"format": s3sync.MANIFEST_FORMAT, "files": 8}).encode()
+    records = [json.dumps(["f%d.js" % n, "%064x" % n, n, "etag%d" % n, "text/javascript", "", ""]).encode()
+               for n in range(8)]
+    reader = s3sync._ManifestReader()
+    reader.add([header, records[0], b""])
+    reader.add(records[1:7] + [b"  "])
+    reader.add([records[7]])
+    assert reader.header["files"] == 8
+    assert reader.records == {"f%d.js" % n: ("%064x" % n, n, "etag%d" % n, "text/javascript", "", "")
+                              for n in range(8)}
+    with pytest.raises(ValueError, match="not a treazrisland.ops.s3_sync/1 manifest"):
+        s3sync._ManifestReader().add([b'{"format": "other"}'])
+    with pytest.raises(ValueError):
+        s3sync._ManifestReader().add([header, b'["f.js", "abc", 1, "e", "t", ""]'])  # a field short
+
+
 def test_content_type_memo_answers_as_guess_type_for_any_name():
     # The memo keys on the extensions alone; a file's Content-Type must not move from what the
     # manifest recorded, or every such file would be sent again as "headers changed".
     rng = random.Random(5)
     pieces = [".", "a", "b/", "..", ".js", ".JS", ".gz", ".tar", ".tgz", ".css", ".map", ".svg", ".br", ".Z",
               ".html", ".bz2", ".webp", ".woff2", "."]
-    for _ in range(5000):
-        rel = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+    for _attempt in range(5000):
+        rel = "".join(rng.choice(pieces) for _piece in range(rng.randint(1, 6)))
         expected = s3sync._MIME.guess_type(rel, strict=False)[0] or s3sync.DEFAULT_CONTENT_TYPE
         assert s3sync.content_type_of(rel) == expected, rel
 
