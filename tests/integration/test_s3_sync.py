@@ -135,7 +135,9 @@ def test_ranged_listing_sees_every_key_whatever_the_manifest_says(s3server, s3_b
     stale = sorted(["a/%03d.txt" % number for number in range(0, 120, 2)] + ["gone/1.txt", "gone/2.txt"])
     monkeypatch.setattr(s3sync, "LIST_PAGE", 10)
     location = s3.parse_location("s3://%s/site" % s3_bucket)
-    assert len(s3sync._list_bounds(location, stale)) == 8  # 7 ranges
+    assert len(s3sync._list_bounds(location, stale)) == s3sync.MAX_LIST_RANGES + 1  # capped
+    monkeypatch.setattr(s3sync, "MAX_LIST_RANGES", 16)
+    assert len(s3sync._list_bounds(location, stale)) == 8  # 7 ranges of at least a page
 
     def both_listings():
         conn = s3.S3Connection(s3server.module_params())
