@@ -15,7 +15,7 @@ Two gaps are closed explicitly:
   one tick keeps equal stamps. A file changed less than ``RECENT_SECONDS`` before the scan
   began is hashed but not recorded; git's index handles "racily clean" files the same way.
 - A file written while it is hashed: its stat is taken before and after reading, on the
-  open descriptor, and the entry is recorded only if both match the scan's.
+  open descriptor, and the entry is recorded only if the two are equal.
 
 The cache is a plain text file, one line a file, written atomically with mode 0600 under
 ``~/.cache/treazrisland.ops/`` (or ``$XDG_CACHE_HOME``); one file per local tree and scope.
