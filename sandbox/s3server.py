@@ -43,6 +43,18 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def stop_process(process, timeout):
+    """SIGTERM, then SIGKILL if it is still there after timeout seconds; waits for it either way."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _venv_bin(name):
     """A program installed next to this Python (the project's .venv), else from PATH."""
     candidate = os.path.join(os.path.dirname(sys.executable), name)
@@ -148,12 +160,7 @@ class S3Server:
     def stop(self):
         if self.process and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGCONT)  # a paused server cannot handle SIGTERM
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=5)
         self.process = None
         if self.base:
             shutil.rmtree(self.base, ignore_errors=True)

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 
-from sandbox.s3server import free_port
+from sandbox.s3server import free_port, stop_process
 
 VARNISHD = "/usr/sbin/varnishd"
 READY_TIMEOUT = 30.0
@@ -118,13 +118,7 @@ class Varnish:
         raise RuntimeError("varnishd did not answer on %s within %.0f s" % (self.url, READY_TIMEOUT))
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=10)
         self.process = None
         if self.base:
             shutil.rmtree(self.base, ignore_errors=True)

@@ -36,6 +36,22 @@ class HashingWriter:
         return self._hash.hexdigest()
 
 
+def digest_chunks(chunks, algorithm="sha256"):
+    """Return (hex digest, size) of an iterable of bytes: a file, a download, an HTTP body."""
+    # usedforsecurity=False: these digests check integrity, and FIPS builds refuse md5 otherwise.
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    size = 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def read_chunks(handle):
+    """The rest of an open binary file (or response), CHUNK_SIZE bytes at a time."""
+    return iter(lambda: handle.read(CHUNK_SIZE), b"")
+
+
 def sha256_file(path):
     """Return (sha256 hex, size) of one file, reading it in chunks."""
     with open(path, "rb") as handle:
@@ -44,15 +60,7 @@ def sha256_file(path):
 
 def sha256_handle(handle):
     """Return (sha256 hex, size) of what is left to read from an open binary file."""
-    digest = hashlib.sha256()
-    size = 0
-    while True:
-        chunk = handle.read(CHUNK_SIZE)
-        if not chunk:
-            break
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size
+    return digest_chunks(read_chunks(handle))
 
 
 def tree_files(root):

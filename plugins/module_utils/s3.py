@@ -37,7 +37,7 @@ import urllib.parse
 
 from ansible.module_utils.common.warnings import warn
 
-from ansible_collections.treazrisland.ops.plugins.module_utils import runner
+from ansible_collections.treazrisland.ops.plugins.module_utils import checksum, runner
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
 
 # boto3 is imported on first use: its 0.25 s of imports are wasted on a sync that only
@@ -401,6 +401,11 @@ def _describe_status(status):
             name = "signal"
         return "killed by signal %d (%s)" % (number, name)
     return "exit status %d" % os.WEXITSTATUS(status)
+
+
+def sha256_of_object(store, key):
+    """sha256 of an object's content, streamed."""
+    return checksum.digest_chunks(obstore.get(store, key).stream(min_chunk_size=MIB))[0]
 
 
 def quote_key(key):

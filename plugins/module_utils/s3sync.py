@@ -33,7 +33,7 @@ import time
 import zlib
 
 from ansible_collections.treazrisland.ops.plugins.module_utils import hashcache, s3
-from ansible_collections.treazrisland.ops.plugins.module_utils.checksum import CHUNK_SIZE, HashingWriter
+from ansible_collections.treazrisland.ops.plugins.module_utils.checksum import HashingWriter, digest_chunks, read_chunks
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
 
 MANIFEST_NAME = ".treazrisland-sync.jsonl.gz"
@@ -195,11 +195,8 @@ def safe_target(root, rel):
 
 
 def md5_file(path):
-    digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return digest_chunks(read_chunks(handle), "md5")[0]
 
 
 # --------------------------------------------------------------------------- S3 side
@@ -564,7 +561,7 @@ def plan_copy(conn, src, dest, rules, params):
     unknown = [rel for rel, listed in src_listing.objects.items() if src_manifest.known_sha(rel, listed) is None]
     store = conn.store(src.bucket)
     learned = {}
-    for rel, result, error in s3.bounded_map(lambda rel: _sha_of_object(store, src.key(rel)), unknown,
+    for rel, result, error in s3.bounded_map(lambda rel: s3.sha256_of_object(store, src.key(rel)), unknown,
                                              conn.concurrency):
         if error:
             raise OpsError("cannot read %s: %s" % (src.key(rel), s3.describe_error(error, conn.secrets)))
@@ -590,13 +587,6 @@ def plan_copy(conn, src, dest, rules, params):
         plan.deletes = sorted((rel, size) for rel, (size, _etag) in dest_listing.objects.items()
                               if rel not in src_listing.objects)
     return plan, dest_listing, dest_manifest
-
-
-def _sha_of_object(store, key):
-    digest = hashlib.sha256()
-    for chunk in s3.obstore.get(store, key).stream(min_chunk_size=s3.MIB):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- transfers

@@ -6,7 +6,6 @@ HTTP endpoint or S3 itself, and compare each sha256 with the local build (or its
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import urllib.error
@@ -60,19 +59,16 @@ class HttpSource:
         return self.base_url + s3.quote_key(rel)
 
     def sha256(self, rel):
-        digest = hashlib.sha256()
         try:
             with open_url(self.describe(rel), headers=self.headers, timeout=self.timeout,
                           validate_certs=self.validate_certs) as response:
-                for chunk in iter(lambda: response.read(checksum.CHUNK_SIZE), b""):
-                    digest.update(chunk)
+                return checksum.digest_chunks(checksum.read_chunks(response))[0]
         except urllib.error.HTTPError as error:
             if error.code in (403, 404):  # a private bucket answers 403 for a missing key
                 raise Missing("HTTP %d" % error.code)
             raise OpsError("HTTP %d %s" % (error.code, error.reason))
         except urllib.error.URLError as error:
             raise OpsError(str(error.reason))
-        return digest.hexdigest()
 
 
 class S3Source:
@@ -85,15 +81,12 @@ class S3Source:
         return s3.SCHEME + self.location.bucket + "/" + self.location.key(rel)
 
     def sha256(self, rel):
-        digest = hashlib.sha256()
         try:
-            for chunk in s3.obstore.get(self.store, self.location.key(rel)).stream(min_chunk_size=s3.MIB):
-                digest.update(chunk)
+            return s3.sha256_of_object(self.store, self.location.key(rel))
         except Exception as error:  # pylint: disable=broad-except
             if s3.is_not_found(error):
                 raise Missing("no such key")
             raise OpsError(s3.describe_error(error, self.conn.secrets))
-        return digest.hexdigest()
 
 
 def asset_verify(params, check_mode):
