@@ -17,6 +17,8 @@ import os
 import re
 import traceback
 
+from ansible.module_utils.common.validation import check_type_int
+
 from ansible_collections.treazrisland.ops.plugins.module_utils import config_bundle, config_vault, runner
 from ansible_collections.treazrisland.ops.plugins.module_utils.checksum import sha256_file
 from ansible_collections.treazrisland.ops.plugins.module_utils.config_compare import (
@@ -182,9 +184,24 @@ def diff(params, check_mode, connection):
 # ---------------------------------------------------------------------------------------------- apply
 @_service
 def apply(params, check_mode, connection):
+    params = dict(params, keep_backups=_keep_backups(params.get("keep_backups")))
     if params["state"] == "restored":
         return _restore(params, check_mode, connection)
     return _bring_in_line(params, check_mode, connection)
+
+
+def _keep_backups(value):
+    """keep_backups as an int, or None (keep every backup): a whole number of 0 or more, or null."""
+    if value is None:
+        return None
+    try:
+        keep = None if isinstance(value, bool) else check_type_int(value)
+    except TypeError:
+        keep = None
+    if keep is None or keep < 0:
+        raise OpsError("keep_backups must be a whole number of 0 or more, or null to keep every backup, not %r; "
+                       "nothing was changed" % (value,))
+    return keep
 
 
 def _bring_in_line(params, check_mode, connection):
@@ -228,16 +245,20 @@ def _bring_in_line(params, check_mode, connection):
     bundle_saved = False
     if changed and params.get("bundle"):
         bundle_saved = _keep_in_bundle(params["bundle"], _password(params), snapshot, check_mode)
-    backup_file = None
+    backup_file, removed_backups = None, []
     if changed and not check_mode:
         backup_file = handler.write(snapshot, new_state, params["backup"])
+    if changed and snapshot.envfile is not None:
+        removed_backups = _prune_backups(handler, params.get("keep_backups"), backup_file, params["backup"],
+                                         check_mode)
 
     kept = {key: references[key] for key in deprecated if key in references}
     result = {
         "changed": changed, "source": label(source), "added": added, "updated": updated, "removed": removed,
         "deprecated": deprecated, "kept_deprecated": kept, "bundle_saved": bundle_saved,
+        "removed_backups": removed_backups,
         "msg": _apply_summary(label(source), added, updated, removed, deprecated, kept,
-                              params.get("remove_deprecated")),
+                              params.get("remove_deprecated")) + _pruned_summary(removed_backups, check_mode),
     }
     if backup_file:
         result["backup_file"] = backup_file
@@ -288,6 +309,24 @@ def _keep_in_bundle(path, password, snapshot, check_mode):
     return True
 
 
+def _prune_backups(handler, keep, new_backup, backing_up, check_mode):
+    """After an env file was written (or would be, in check mode), remove its backups beyond the newest keep.
+
+    ``backing_up`` says whether this write takes a backup (made, or that a real run would make): it counts as
+    the newest and is never removed. Check mode removes nothing and returns what a real run would remove.
+    """
+    if keep is None:
+        return []
+    doomed = handler.old_backups(keep, new_backup=new_backup, counts_new=backing_up)
+    return doomed if check_mode else handler.remove_backups(doomed)
+
+
+def _pruned_summary(removed_backups, check_mode):
+    if not removed_backups:
+        return ""
+    return "; %s %d old backup(s)" % ("would remove" if check_mode else "removed", len(removed_backups))
+
+
 def _apply_summary(name, added, updated, removed, deprecated, kept, remove_deprecated):
     parts = []
     for verb, keys in (("added", added), ("updated", updated), ("removed", removed)):
@@ -330,13 +369,14 @@ def _restore(params, check_mode, connection):
         needed, current = handler.plan_restore(section)
         plans.append((section, handler, needed, current))
 
-    restored, unchanged, backups, diffs = [], [], [], []
+    restored, unchanged, backups, removed_backups, diffs = [], [], [], [], []
     for section, handler, needed, current in plans:
         name = label(section["source"])
         if not needed:
             unchanged.append(name)
             continue
         diffs.append(_restore_diff(section, current, connection.is_secret))
+        backup = None
         if not check_mode:
             try:
                 backup = handler.restore(section, current, params["backup"])
@@ -346,11 +386,14 @@ def _restore(params, check_mode, connection):
             if backup:
                 backups.append(backup)
         restored.append(name)
+        if section["source"]["type"] == "env_file" and handler.replaces_content(section, current):
+            removed_backups += _prune_backups(handler, params.get("keep_backups"), backup,
+                                              params["backup"] and current is not None, check_mode)
     result = {
         "changed": bool(restored), "bundle": path, "restored": restored, "unchanged": unchanged,
-        "backup_files": backups, "created_at": document.get("created_at"),
-        "msg": "restored %s from %s" % (", ".join(restored), path) if restored
-        else "every source already matches %s" % path,
+        "backup_files": backups, "removed_backups": removed_backups, "created_at": document.get("created_at"),
+        "msg": ("restored %s from %s" % (", ".join(restored), path) if restored
+                else "every source already matches %s" % path) + _pruned_summary(removed_backups, check_mode),
     }
     if diffs:
         result["diff"] = diffs

@@ -16,9 +16,13 @@ import grp
 import json
 import os
 import pwd
+import re
+import shlex
 import shutil
 import stat
 import time
+
+from ansible.module_utils.common.warnings import warn
 
 from ansible_collections.treazrisland.ops.plugins.module_utils import atomic, runner
 from ansible_collections.treazrisland.ops.plugins.module_utils.config_compare import read_text
@@ -30,6 +34,10 @@ from ansible_collections.treazrisland.ops.plugins.module_utils.secrets_manager i
 SOURCE_TYPES = ("env_file", "kubernetes_secret", "kubernetes_configmap", "secretsmanager")
 # Shortest secret value masked in messages: masking every "1" or "on" would garble them.
 MIN_MASKED_LENGTH = 4
+# An env file's backups: <file name>.<UTC time>.bak, or <file name>.<UTC time>-<n>.bak (n = 1, 2...) when that
+# second already has one. Nothing else beside the file is ever taken for one of its backups.
+BACKUP_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+_BACKUP_SUFFIX = r"\.(?P<time>[0-9]{8}T[0-9]{6}Z)(?:-(?P<number>[1-9][0-9]*))?\.bak"
 
 
 class Connection:
@@ -181,7 +189,7 @@ class EnvFileSource:
 
     def restore(self, section, current, backup):
         mode, uid, gid = int(section["mode"], 8), section["uid"], section["gid"]
-        if current is not None and current.section["content"] == section["content"]:
+        if not self.replaces_content(section, current):
             # Only mode or owner differ: fix them in place, the content is already right.
             os.chmod(self.path, mode)
             if (current.native.st_uid, current.native.st_gid) != (uid, gid):
@@ -190,6 +198,11 @@ class EnvFileSource:
         backup_path = self._backup() if backup and current is not None else None
         self._write_text(section["content"], mode, uid, gid)
         return backup_path
+
+    @staticmethod
+    def replaces_content(section, current):
+        """Whether restoring section writes the file (else at most its mode and owner are fixed in place)."""
+        return current is None or current.section["content"] != section["content"]
 
     def _write_text(self, text, mode, uid, gid):
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -205,19 +218,85 @@ class EnvFileSource:
             raise OpsError("cannot write %s: %s" % (self.path, error.strerror or error)) from None
 
     def _backup(self):
-        """Copy the current file to ``<path>.<UTC time>.bak`` (0600: it holds secrets)."""
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        candidate = "%s.%s.bak" % (self.path, stamp)
-        number = 0
-        while os.path.exists(candidate):
+        """Copy the current file to ``<path>.<UTC time>.bak`` (0600: it holds secrets).
+
+        A second backup within the same second gets the next number after that second's highest (``-1``,
+        ``-2``...), never a gap left by a pruned one: names sort in the order the backups were taken.
+        """
+        stamp = time.strftime(BACKUP_TIME_FORMAT, time.gmtime())
+        try:
+            same_second = [number for taken, number, _name in self._backup_names() if taken == stamp]
+        except OSError:
+            same_second = []  # a directory that cannot be listed: the name checks below still apply
+        number = max(same_second) + 1 if same_second else 0
+        candidate = self._backup_path(stamp, number)
+        while os.path.lexists(candidate):
             number += 1
-            candidate = "%s.%s-%d.bak" % (self.path, stamp, number)
+            candidate = self._backup_path(stamp, number)
         try:
             with open(self.path, "rb") as source, atomic.atomic_file(candidate, replace=False) as target:
                 shutil.copyfileobj(source, target.handle)
         except OSError as error:
             raise OpsError("cannot back up %s to %s: %s" % (self.path, candidate, error.strerror or error)) from None
         return candidate
+
+    def _backup_path(self, stamp, number):
+        return "%s.%s%s.bak" % (self.path, stamp, "-%d" % number if number else "")
+
+    def _backup_names(self):
+        """(time, number, name) of this file's backups, oldest first: regular files named as _backup names them.
+
+        Raises OSError when the directory cannot be listed.
+        """
+        directory = os.path.dirname(self.path) or "."
+        pattern = re.compile(re.escape(os.path.basename(self.path)) + _BACKUP_SUFFIX)
+        found = []
+        for name in os.listdir(directory):
+            match = pattern.fullmatch(name)
+            if not match:
+                continue
+            try:
+                if not stat.S_ISREG(os.lstat(os.path.join(directory, name)).st_mode):
+                    continue  # a directory or symlink of that name was not made by _backup
+            except FileNotFoundError:
+                continue
+            found.append((match.group("time"), int(match.group("number") or 0), name))
+        return sorted(found)
+
+    def old_backups(self, keep, new_backup=None, counts_new=False):
+        """This file's backups beyond the newest ``keep``, oldest first: the ones to remove.
+
+        ``new_backup`` is the backup this run just made: never among them. With ``counts_new``, that backup
+        (made, or in check mode one that would be made) is the newest one kept, whatever its name; so with
+        ``keep`` 0 every earlier backup goes and only the new one stays.
+        """
+        try:
+            names = self._backup_names()
+        except OSError as error:
+            warn("cannot list %s to remove old backups of %s: %s" % (
+                os.path.dirname(self.path) or ".", self.path, error.strerror or error))
+            return []
+        exclude = os.path.basename(new_backup) if new_backup else None
+        earlier = [name for _time, _number, name in names if name != exclude]
+        room = max(keep - (1 if counts_new else 0), 0)
+        directory = os.path.dirname(self.path)
+        return [os.path.join(directory, name) for name in earlier[:max(len(earlier) - room, 0)]]
+
+    def remove_backups(self, paths):
+        """Remove the given backups; return those removed. One that cannot be removed is a warning, not a failure:
+        the file itself is already written."""
+        removed = []
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue  # removed meanwhile (another run pruning the same file)
+            except OSError as error:
+                warn("%s was written, but its old backup %s could not be removed: %s; remove it with: rm -- %s"
+                     % (self.path, path, error.strerror or error, shlex.quote(path)))
+                continue
+            removed.append(path)
+        return removed
 
 
 class KubernetesSource:

@@ -23,7 +23,8 @@ description:
     previous value is kept in O(bundle) (required then) for the rollback.
   - Env files are edited line by line with python-dotenv's parser, so comments, order, quoting and C(export)
     prefixes of untouched lines stay byte for byte. The file is replaced atomically with its mode and owner,
-    after a copy of the previous file (O(backup)).
+    after a copy of the previous file (O(backup)); then the file's older copies beyond the newest
+    O(keep_backups) are removed.
   - With O(state=restored), puts every section of a bundle written by M(treazrisland.ops.config_capture) back
     into its source (env files byte for byte with their mode and owner). The bundle is decrypted and all its
     checksums verified first; a wrong password or a checksum mismatch fails before anything is restored.
@@ -95,9 +96,28 @@ options:
     description: The new release's code, scanned before removing deprecated keys; required with O(remove_deprecated=true).
     type: path
   backup:
-    description: Before an env file is replaced, copy it to V(<path>.<UTC time>.bak) (mode 0600).
+    description:
+      - Before an env file is replaced, copy it to V(<path>.<UTC time>.bak) (mode 0600, owned by the user the
+        module runs as), for example V(/etc/treazrisland/app.env.20261125T214500Z.bak); a second copy within
+        the same second is V(<path>.<UTC time>-1.bak), then V(-2)...
+      - O(keep_backups) says how many of these copies are kept.
     type: bool
     default: true
+  keep_backups:
+    description:
+      - After an env file was written (O(state=present) or O(state=restored)), how many of its backups to keep,
+        newest first; older ones are removed and listed in RV(removed_backups). The copy just made counts as the
+        newest and is never removed, so V(0) removes every earlier copy and keeps only that one (with
+        O(backup=false), V(0) leaves none).
+      - A whole number of 0 or more, or V(null) to keep every backup.
+      - Only regular files beside the env file named exactly as O(backup) names them are counted or removed,
+        that is the file's name, a dot, the UTC time as V(YYYYMMDDTHHMMSSZ), an optional V(-<number>), and
+        V(.bak) (for V(app.env), V(app.env.20261125T214500Z.bak) or V(app.env.20261125T214500Z-1.bak)). Other
+        files, such as V(app.env.old.bak) or the backups of another env file, are never touched.
+      - Nothing is removed when the run does not write the file (no change, or only its mode or owner restored),
+        nor in check mode, which returns what would be removed.
+    type: raw
+    default: 2
   bundle:
     description:
       - With O(state=restored), the bundle to restore.
@@ -143,11 +163,12 @@ EXAMPLES = r"""
     bundle: /var/backups/treazrisland/config_{{ upgrade_id }}.vault
     bundle_password_file: /etc/treazrisland/bundle.pass
 
-- name: Roll the configuration back
+- name: Roll the configuration back, keeping the 5 newest backups of each env file instead of 2
   treazrisland.ops.config_apply:
     state: restored
     bundle: /var/backups/treazrisland/config_{{ upgrade_id }}.vault
     bundle_password_file: /etc/treazrisland/bundle.pass
+    keep_backups: 5
 """
 
 RETURN = r"""
@@ -195,6 +216,15 @@ backup_file:
   returned: when an env file was changed with O(backup=true)
   type: str
   sample: /etc/treazrisland/app.env.20261125T214500Z.bak
+removed_backups:
+  description:
+    - Older backups of the env file removed after it was written (O(keep_backups)), oldest first; in check
+      mode, those a run would remove.
+    - A backup that cannot be removed is left with a warning (the write itself succeeded) and is not listed.
+  returned: success
+  type: list
+  elements: str
+  sample: ["/etc/treazrisland/app.env.20261118T093000Z.bak", "/etc/treazrisland/app.env.20261120T101500Z.bak"]
 restored:
   description: Sources written back from the bundle.
   returned: when state is restored
@@ -239,6 +269,7 @@ def main():
         remove_deprecated=dict(type="bool", default=False),
         release_path=dict(type="path"),
         backup=dict(type="bool", default=True),
+        keep_backups=dict(type="raw", default=2),
         bundle=dict(type="path"),
     )
     module = AnsibleModule(

@@ -156,3 +156,19 @@ def test_wrong_password_and_checksum_mismatches_restore_nothing(tmp_path):
     ]
     assert listing(etc) == before
     assert JWT not in run.output and PASSWORD not in run.output and "wrong-pass" not in run.output
+
+
+def test_keep_backups_must_be_a_whole_number_of_0_or_more_and_nothing_is_written(tmp_path):
+    live = tmp_path / "app.env"
+    live.write_text(APP_ENV)
+    (tmp_path / "app.env.20260101T000000Z.bak").write_text(APP_ENV)
+    before = listing(tmp_path)
+    tasks = [{"name": repr(keep), "ignore_errors": True, "treazrisland.ops.config_apply":
+              {"source": {"type": "env_file", "path": str(live)}, "values": {"LOG_LEVEL": "debug"},
+               "keep_backups": keep}} for keep in (-1, "two", True, 1.5)]
+    run = run_tasks(tasks)
+    assert [entry["status"] for entry in run.results] == ["failed"] * 4, run.output[-3000:]
+    assert [entry["result"]["msg"] for entry in run.results] == [
+        "keep_backups must be a whole number of 0 or more, or null to keep every backup, not %s; nothing was "
+        "changed" % shown for shown in ("-1", "'two'", "True", "1.5")]
+    assert listing(tmp_path) == before

@@ -271,3 +271,73 @@ def test_rotation_keeps_the_previous_secret_in_the_bundle_for_rollback(tmp_path)
     run = run_module("config_apply", {"state": "restored", "bundle": str(bundle), "bundle_password": BUNDLE_PASSWORD})
     assert run.result["changed"] is True, run.msg
     assert live.read_text() == LIVE
+
+
+def test_apply_and_restore_keep_only_the_newest_backups_of_their_own_file(tmp_path):
+    """4 changes leave the 2 newest backups; other files beside it, even named like backups, stay untouched."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    live = etc / ".env"
+    versions = [LIVE.replace("LOG_LEVEL=warn", "LOG_LEVEL=level-%d" % number) for number in range(5)]
+    live.write_text(versions[0])
+    os.chmod(live, 0o640)
+    unrelated = {".env.other.bak": "not a backup of .env\n", ".env.local": "PORT=3002\n",
+                 ".env.local.20260101T000000Z.bak": "PORT=3000\n", ".env.local.20260102T000000Z.bak": "PORT=3001\n",
+                 ".env.20260101T000000Z.bak.gpg": "an encrypted copy someone made\n"}
+    for name, text in unrelated.items():
+        (etc / name).write_text(text)
+    bundle = tmp_path / "rollback.vault"
+    source = {"type": "env_file", "path": str(live)}
+
+    def apply(number, **extra):
+        return {"name": "change %d" % number,
+                "treazrisland.ops.config_apply": dict(source=source, values={"LOG_LEVEL": "level-%d" % number}, **extra)}
+
+    def backups():
+        return sorted(name for name in os.listdir(etc) if name not in unrelated and name != ".env")
+
+    tasks = [{"name": "capture", "treazrisland.ops.config_capture":
+              {"sources": [source], "dest": str(bundle), "bundle_password": BUNDLE_PASSWORD}}]
+    tasks += [apply(number) for number in range(1, 5)]
+    run = run_tasks(tasks, verbosity=3)
+    assert [entry["result"].get("changed") for entry in run.results] == [True] * 5, run.output[-3000:]
+    applied = [entry["result"] for entry in run.results[1:]]
+    made = [result["backup_file"] for result in applied]
+    assert [result["removed_backups"] for result in applied] == [[], [], made[:1], made[1:2]]
+    assert applied[2]["msg"].endswith("; removed 1 old backup(s)")
+    # Exactly the two newest stay: the versions before the last two changes, byte for byte, 0600.
+    assert backups() == sorted(os.path.basename(path) for path in made[2:])
+    for path, version in zip(made[2:], versions[2:4]):
+        assert open(path).read() == version
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert live.read_text() == versions[4] and stat.S_IMODE(os.stat(live).st_mode) == 0o640
+    for name, text in unrelated.items():
+        assert (etc / name).read_text() == text
+    assert_never_shown(run.output, run.results)
+
+    # Check mode removes nothing and says what a real run would remove (the new backup counts as the newest).
+    tasks = [apply(5), apply(5, keep_backups=0),
+             {"name": "restore", "treazrisland.ops.config_apply":
+                 {"state": "restored", "bundle": str(bundle), "bundle_password": BUNDLE_PASSWORD}}]
+    run = run_tasks(tasks, check=True)
+    would, would_all, would_restore = (entry["result"] for entry in run.results)
+    assert would["changed"] is True and would["removed_backups"] == made[2:3], run.output[-3000:]
+    assert would["msg"].endswith("; would remove 1 old backup(s)")
+    assert would_all["removed_backups"] == made[2:] and would_restore["removed_backups"] == made[2:3]
+    assert backups() == sorted(os.path.basename(path) for path in made[2:])
+    assert live.read_text() == versions[4]
+
+    # A restore prunes too; null keeps every backup.
+    tasks = [{"name": "restore", "treazrisland.ops.config_apply":
+              {"state": "restored", "bundle": str(bundle), "bundle_password": BUNDLE_PASSWORD, "keep_backups": 1}},
+             apply(6, keep_backups=None)]
+    run = run_tasks(tasks)
+    restored, kept_all = (entry["result"] for entry in run.results)
+    assert restored["changed"] is True and restored["removed_backups"] == made[2:], run.output[-3000:]
+    assert kept_all["removed_backups"] == []
+    assert backups() == sorted([os.path.basename(restored["backup_files"][0]),
+                                os.path.basename(kept_all["backup_file"])])
+    assert open(restored["backup_files"][0]).read() == versions[4]
+    assert open(kept_all["backup_file"]).read() == versions[0]
+    for name, text in unrelated.items():
+        assert (etc / name).read_text() == text
