@@ -12,6 +12,10 @@ in `logs`, and nothing is applied past an unfinished row (Prisma's P3009).
     DATABASE_URL=... python prisma_migrate.py down DIR --to NAME   (runs down.sql files; Prisma has none:
                                                                      this plays a team's own down tool)
 
+Drills for the fault tests: --pause S waits S seconds after each migration (time to interrupt the run),
+--first-sql SQL runs SQL before anything else (a live write landing after the snapshot), --fail-before-start
+exits 1 before any migration (a command that cannot start).
+
 The modules never use this: they run whatever command the operator configures.
 """
 
@@ -21,6 +25,7 @@ import argparse
 import hashlib
 import os
 import sys
+import time
 import uuid
 
 import psycopg
@@ -44,7 +49,7 @@ def release_migrations(directory):
     return [(name, os.path.join(directory, name, "migration.sql")) for name in names]
 
 
-def deploy(conn, directory, stop_after=None):
+def deploy(conn, directory, stop_after=None, pause=0):
     conn.execute(CREATE_TABLE)
     failed = conn.execute("SELECT migration_name FROM _prisma_migrations "
                           "WHERE finished_at IS NULL AND rolled_back_at IS NULL").fetchall()
@@ -80,7 +85,8 @@ def deploy(conn, directory, stop_after=None):
                   "recovered from.\n\nMigration name: %s\n\nDatabase error message:\n\n%s" % (name, str(error).strip()),
                   file=sys.stderr)
             return 1
-        print("Applying migration `%s`" % name)
+        print("Applying migration `%s`" % name, flush=True)
+        time.sleep(pause)
     print("All migrations have been successfully applied.")
     return 0
 
@@ -109,10 +115,18 @@ def main():
     parser.add_argument("action", choices=["deploy", "down"])
     parser.add_argument("directory")
     parser.add_argument("--to")
+    parser.add_argument("--pause", type=float, default=0)
+    parser.add_argument("--first-sql")
+    parser.add_argument("--fail-before-start", action="store_true")
     args = parser.parse_args()
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        if args.first_sql:
+            conn.execute(args.first_sql)
+        if args.fail_before_start:
+            print("migrate: cannot start (drill)", file=sys.stderr)
+            return 1
         if args.action == "deploy":
-            return deploy(conn, args.directory, args.to or None)
+            return deploy(conn, args.directory, args.to or None, args.pause)
         return down(conn, args.directory, args.to)
 
 

@@ -10,6 +10,7 @@ ansible-playbook in a 0600 file, never on its command line).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -127,6 +128,35 @@ class Site:
             with urllib.request.urlopen("http://%s:8080/version" % host.address, timeout=5) as answer:
                 versions[host.name] = json.load(answer)["version"]
         return versions
+
+    def served_where_reachable(self):
+        """{host: release} of the hosts that answer within 3 seconds."""
+        versions = {}
+        for host in self.hosts.hosts:
+            try:
+                with urllib.request.urlopen("http://%s:8080/version" % host.address, timeout=3) as answer:
+                    versions[host.name] = json.load(answer)["version"]
+            except OSError:
+                pass
+        return versions
+
+    def env_files(self):
+        """{host: (bytes, mode)} of every host's shared .env."""
+        found = {}
+        for host in self.hosts.hosts:
+            path = os.path.join(host.opt, os.path.relpath(self.base, "/opt"), "shared", ".env")
+            with open(path, "rb") as handle:
+                found[host.name] = (handle.read(), os.stat(path).st_mode & 0o7777)
+        return found
+
+    def runs(self):
+        """The run records, oldest first."""
+        records = []
+        for path in glob.glob(os.path.join(self.variables["treazrisland_backup_dir"], "runs", "*.json")):
+            if os.path.basename(path) != "lock.json":
+                with open(path) as handle:
+                    records.append(json.load(handle))
+        return sorted(records, key=lambda record: (record["started_at"], record["id"]))
 
     def assets(self):
         """{key: bytes} of the asset bucket, without the sync's own manifest object."""

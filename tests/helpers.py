@@ -63,7 +63,7 @@ def run_tasks(tasks, check=False, diff=False, verbosity=0, background=False, hos
 
 
 def run_playbook(playbook, check=False, diff=False, verbosity=0, background=False, inventory=INVENTORY,
-                 extra_vars=None):
+                 extra_vars=None, limit=None):
     """Run a playbook file; extra_vars go through a 0600 JSON file, never the command line."""
     workdir = tempfile.mkdtemp(prefix="treazrisland-run-")
     record = os.path.join(workdir, "results.jsonl")
@@ -73,6 +73,8 @@ def run_playbook(playbook, check=False, diff=False, verbosity=0, background=Fals
         with open(os.open(vars_path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
             json.dump(extra_vars, handle)
         argv += ["-e", "@" + vars_path]
+    if limit:
+        argv += ["--limit", limit]
     if check:
         argv.append("--check")
     if diff:

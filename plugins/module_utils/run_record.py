@@ -386,20 +386,24 @@ def _upgrade_record(runs, unfinished, params, checked, moment):
         superseded = None
     if unfinished:
         resume, rollback = _next_commands(unfinished, params)
-        if not params["resume"] or unfinished.get("action") != "upgrade":
+        if unfinished["status"] != "in_progress" or unfinished.get("action") != "upgrade":
+            raise OpsError(
+                "%s did not finish (status %s; %s). The deployment may be half-changed, so no new restore point "
+                "is taken over it, and a run whose rollback began cannot be resumed: finish its rollback to "
+                "restore point %s: %s" % (
+                    describe_run(unfinished), unfinished["status"], phases_summary(unfinished),
+                    unfinished["restore_point"].get("id"), rollback), unfinished=unfinished)
+        if not params["resume"]:
             raise OpsError(
                 "%s did not finish (status %s; %s). The deployment may be half-changed, so no new restore point "
                 "is taken over it. Either resume it: %s, or roll it back to restore point %s: %s" % (
                     describe_run(unfinished), unfinished["status"], phases_summary(unfinished), resume,
                     unfinished["restore_point"].get("id"), rollback), unfinished=unfinished)
-        if unfinished["status"] != "in_progress":
-            raise OpsError("%s was being rolled back (status %s): it cannot be resumed; finish the rollback: %s" % (
-                describe_run(unfinished), unfinished["status"], rollback), unfinished=unfinished)
         if unfinished.get("to_version") != checked["to_version"]:
             raise OpsError("%s was an upgrade to %s, not %s: resume it with -e treazrisland_target_version=%s, or "
-                           "roll it back: %s" % (describe_run(unfinished), unfinished.get("to_version"),
-                                                  checked["to_version"], unfinished.get("to_version"), rollback),
-                           unfinished=unfinished)
+                           "roll it back: %s" % (
+                               describe_run(unfinished), unfinished.get("to_version"), checked["to_version"],
+                               unfinished.get("to_version"), rollback), unfinished=unfinished)
         return unfinished, True, superseded
     if params["resume"]:
         raise OpsError("treazrisland_resume=true, but there is no unfinished upgrade in %s to resume; nothing "
@@ -412,6 +416,11 @@ def _rollback_record(runs, unfinished, params, moment):
     if unfinished and unfinished.get("restore_point"):
         unfinished["status"] = "rolling_back"
         return unfinished
+    if unfinished:
+        # Stopped before its restore point existed: it changed nothing, there is nothing of it to roll back.
+        unfinished.update(status="abandoned", finished_at=iso(moment),
+                          message="stopped before its restore point was written; nothing had changed")
+        runs.save(unfinished)
     record = _new_record("rollback", params, moment)
     last = runs.last_complete_upgrade()
     if last:
@@ -474,8 +483,8 @@ def finish(params, check_mode):
         record["status"] = params["outcome"]
         if params["outcome"] in FINISHED:
             record["finished_at"] = iso(now())
-        if params["message"]:
-            record["message"] = params["message"]
+        if params["summary"]:
+            record["message"] = params["summary"]
         if params["details"]:
             record.setdefault("result", {}).update(params["details"])
         point_status = {"complete": "complete", "rolled_back": "rolled_back"}.get(params["outcome"])
@@ -509,8 +518,8 @@ def unlock(params, check_mode):
     return dict(changed=True, lock=holder, msg="released the lock of %s" % describe_holder(holder))
 
 
-def info(params, check_mode):
-    """state=info: read-only view of the lock and the unfinished run."""
+def inspect(params, check_mode):
+    """state=inspected: read-only view of the lock and the unfinished run."""
     runs = Runs(params["dir"])
     holder = runs.holder() if os.path.isdir(runs.dir) else None
     unfinished = runs.unfinished() if os.path.isdir(runs.dir) else None
@@ -521,7 +530,7 @@ def info(params, check_mode):
 
 def run_record(params, check_mode):
     """The upgrade_run module."""
-    handlers = {"started": start, "phase": phase, "finished": finish, "unlocked": unlock, "info": info,
+    handlers = {"started": start, "phase": phase, "finished": finish, "unlocked": unlock, "inspected": inspect,
                 "validated": lambda p, c: dict(validate_upgrade(p), changed=False)}
     state = params["state"]
     needs = {"phase": ("run_id", "phase"), "finished": ("run_id", "outcome"), "unlocked": ("run_id",),
@@ -534,8 +543,8 @@ def run_record(params, check_mode):
 
 RUN_ARGUMENT_SPEC = dict(
     dir=dict(type="path", required=True),
-    state=dict(type="str", choices=["validated", "started", "phase", "finished", "unlocked", "info"],
-               default="info"),
+    state=dict(type="str", choices=["validated", "started", "phase", "finished", "unlocked", "inspected"],
+               default="inspected"),
     action=dict(type="str", choices=["upgrade", "rollback", "restore"], default="upgrade"),
     run_id=dict(type="str"),
     resume=dict(type="bool", default=False),
@@ -553,7 +562,7 @@ RUN_ARGUMENT_SPEC = dict(
     restore_point=dict(type="dict"),
     status=dict(type="str", choices=list(UNFINISHED)),
     outcome=dict(type="str", choices=["complete", "rolled_back", "failed", "rollback_incomplete", "refused"]),
-    message=dict(type="str"),
+    summary=dict(type="str"),
     lock_ttl=dict(type="int", default=21600),
     force=dict(type="bool", default=False),
     inventory_hint=dict(type="str"),

@@ -30,7 +30,7 @@ description:
     in the record and in the restore point file, and releases the lock.
   - O(state=unlocked) releases the lock of the run named in O(run_id), only when that run looks gone or with
     O(force=true).
-  - O(state=info) reads the lock, the unfinished run and the last complete upgrade.
+  - O(state=inspected) reads the lock, the unfinished run and the last complete upgrade.
 author:
   - Treazrisland ops contributors (@picmac)
 extends_documentation_fragment:
@@ -51,8 +51,8 @@ options:
   state:
     description: What to do; see the description.
     type: str
-    choices: [validated, started, phase, finished, unlocked, info]
-    default: info
+    choices: [validated, started, phase, finished, unlocked, inspected]
+    default: inspected
   action:
     description: The kind of run O(state=started) opens.
     type: str
@@ -113,8 +113,8 @@ options:
     description: How the run ended; V(rollback_incomplete) keeps it unfinished (a lost host is still to roll back).
     type: str
     choices: [complete, rolled_back, failed, rollback_incomplete, refused]
-  message:
-    description: The run's final message.
+  summary:
+    description: The run's final message, kept in the record.
     type: str
   lock_ttl:
     description: Seconds after which a lock that was not prolonged is stale (for holders on another controller).
@@ -193,8 +193,8 @@ took_over_stale_lock:
   type: dict
   sample: null
 unfinished:
-  description: The unfinished run (O(state=info)), or null.
-  returned: with O(state=info)
+  description: The unfinished run (O(state=inspected)), or null.
+  returned: with O(state=inspected)
   type: dict
   sample: null
 to_version:

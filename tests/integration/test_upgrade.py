@@ -44,13 +44,7 @@ def release_assets(version):
 
 
 def env_files(site):
-    """{host: (bytes, mode)} of every host's shared .env."""
-    found = {}
-    for host in site.hosts.hosts:
-        path = os.path.join(host.opt, os.path.relpath(site.base, "/opt"), "shared", ".env")
-        with open(path, "rb") as handle:
-            found[host.name] = (handle.read(), os.stat(path).st_mode & 0o7777)
-    return found
+    return site.env_files()
 
 
 def recap_changes(run):

@@ -1,0 +1,343 @@
+"""Faults injected into a real sandbox deployment: bad inputs, concurrent runs, live writes, a killed controller,
+a lost host. Three SSH hosts (network namespaces), a real PostgreSQL, rclone serve s3 and the stand-in app.
+
+Every test ends by checking what an operator would: which release each host serves, every table's fingerprint,
+the asset bucket and the .env files, and the run record.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from helpers import REPO, finish_background, run_playbook
+from sandbox.sample_db import table_fingerprints
+from sandbox.site import PYTHON, RUNNER, Site
+from sandbox.standin.releases import MIGRATIONS
+
+PLAYBOOKS = os.path.join(REPO, "playbooks")
+ALL = ["app1", "app2", "app3"]
+
+
+@pytest.fixture(scope="module")
+def site(ssh_hosts, tmp_path_factory):
+    """Release 1.4.0 serving on three hosts over a database at its schema (sandbox/site.py)."""
+    deployment = Site(str(tmp_path_factory.mktemp("faults")), hosts=ssh_hosts, base="/opt/trz-faults").start()
+    try:
+        run = run_playbook(deployment.first_deploy_playbook(), inventory=deployment.inventory(),
+                           extra_vars=deployment.release_vars("1.4.0"))
+        assert run.returncode == 0, run.output
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture
+def at_140(site):
+    """Each test starts from 1.4.0 with no unfinished run; it leaves the same behind."""
+    yield site
+    runs = site.runs()
+    assert not [r for r in runs if r["status"] in ("in_progress", "rolling_back", "rollback_incomplete")], runs
+    assert not os.path.exists(os.path.join(site.variables["treazrisland_backup_dir"], "runs", "lock.json"))
+    assert site.served() == dict.fromkeys(ALL, "1.4.0")
+
+
+def state(site):
+    """What the deployment looks like: tables, hosts, bucket, .env files."""
+    with site.cluster.connect("treazrisland") as conn:
+        tables = table_fingerprints(conn)
+    return {"tables": tables, "served": site.served(), "assets": site.assets(), "env": site.env_files()}
+
+
+def backup_dir_listing(site):
+    root = site.variables["treazrisland_backup_dir"]
+    return sorted(os.path.relpath(path, root) for path in glob.glob(os.path.join(root, "**"), recursive=True))
+
+
+def playbook(site, name, version=None, inventory=None, **extra):
+    variables = dict(site.release_vars(version) if version else site.variables, **extra)
+    return run_playbook(os.path.join(PLAYBOOKS, name), inventory=inventory or site.inventory(), extra_vars=variables)
+
+
+def start_playbook(site, name, version=None, **extra):
+    variables = dict(site.release_vars(version) if version else site.variables, **extra)
+    return run_playbook(os.path.join(PLAYBOOKS, name), inventory=site.inventory(), extra_vars=variables,
+                        background=True)
+
+
+def wait_for(condition, what, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.1)
+
+
+def kill_tree(process):
+    """Kill ansible-playbook and every process under it, workers (which call setsid) included: a dead controller."""
+    parent = psutil.Process(process.pid)
+    family = [parent] + parent.children(recursive=True)
+    for member in family:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.communicate(timeout=30)
+
+
+def migrate_command(*drill):
+    return [PYTHON, RUNNER, "deploy", "backend/prisma/migrations"] + list(drill)
+
+
+LIVE_WRITE = "INSERT INTO \"User\" (email) VALUES ('late-%s@treazris.land')"
+
+
+def last_message(run):
+    failed = [r for r in run.results if r["status"] == "failed"]
+    return (failed[-1] if failed else run.results[-1])["result"].get("msg", "")
+
+
+# ---------------------------------------------------------------- bad input
+
+
+BAD_INPUTS = [
+    ({"treazrisland_target_version": "1.5"}, "target version (treazrisland_target_version) '1.5' is not a release "
+     "version: expected MAJOR.MINOR.PATCH (for example 1.5.0), nothing was changed"),
+    ({"treazrisland_target_version": "latest"}, "target version (treazrisland_target_version) 'latest' is not a "
+     "release version: expected MAJOR.MINOR.PATCH (for example 1.5.0), nothing was changed"),
+    ({"treazrisland_target_version": "../../etc", "treazrisland_allow_major": True},
+     "target version (treazrisland_target_version) '../../etc' is not a release version: expected MAJOR.MINOR.PATCH "
+     "(for example 1.5.0), nothing was changed"),
+    ({"treazrisland_release_artifact": "/nonexistent/treazrisland-1.5.0.tar.gz"}, "release artifact "
+     "/nonexistent/treazrisland-1.5.0.tar.gz (treazrisland_release_artifact) does not exist on the control host; "
+     "nothing was changed"),
+    ({"treazrisland_release_sha256": "0" * 64}, "has sha256 "),
+    ({"treazrisland_release_artifact": "1.6.0"}, "holds version 1.6.0 (its VERSION), not the target version 1.5.0; "
+     "nothing was changed"),
+]
+
+
+def test_each_bad_input_fails_in_preflight_with_its_message_and_changes_nothing(at_140, tmp_path):
+    site = at_140
+    before, listing, databases = state(site), backup_dir_listing(site), site.cluster.databases()
+    for overrides, message in BAD_INPUTS:
+        overrides = dict(overrides)
+        if overrides.get("treazrisland_release_artifact") == "1.6.0":
+            overrides["treazrisland_release_artifact"] = site.artifacts["1.6.0"]
+        run = playbook(site, "upgrade.yml", "1.5.0", **overrides)
+        assert run.returncode != 0, run.output
+        assert message in last_message(run), (message, run.output)
+        assert [r["task"] for r in run.results if r["status"] == "failed"] == [
+            "Check the target version, the artifact and the app group before anything changes (guide 1.1)"]
+    # An inventory whose app group is empty.
+    empty = tmp_path / "empty.ini"
+    empty.write_text("[app]\n\n[local]\nlocalhost ansible_connection=local ansible_python_interpreter=%s\n" % PYTHON)
+    run = playbook(site, "upgrade.yml", "1.5.0", inventory=str(empty))
+    assert run.returncode != 0
+    assert last_message(run) == ("the inventory group of the app hosts (app) has no hosts: add them, or set "
+                                 "treazrisland_app_group; nothing was changed")
+    assert state(site) == before
+    assert backup_dir_listing(site) == listing
+    assert site.cluster.databases() == databases
+    assert not glob.glob(os.path.join(site.variables["treazrisland_backup_dir"], "releases", "*"))
+
+
+# ---------------------------------------------------------------- live writes
+
+
+def test_a_row_written_after_the_snapshot_survives_a_failure_before_any_migration(at_140):
+    site = at_140
+    before, databases = state(site), site.cluster.databases()
+    # The migration command writes a row (live traffic after the snapshot), then cannot start.
+    run = playbook(site, "upgrade.yml", "1.5.0", treazrisland_migrate_command=migrate_command(
+        "--first-sql", LIVE_WRITE % "before-migrate", "--fail-before-start"))
+    assert run.returncode != 0
+    message = last_message(run)
+    assert message.startswith("The upgrade to 1.5.0 failed at Apply the release's migrations"), message
+    assert "Database: not restored: it had not moved since the snapshot, so every write made since is kept." in message
+    assert site.cluster.query("SELECT count(*) FROM \"User\" WHERE email = 'late-before-migrate@treazris.land'",
+                              "treazrisland") == [(1,)]
+    after = state(site)
+    assert {k: v for k, v in after.items() if k != "tables"} == {k: v for k, v in before.items() if k != "tables"}
+    changed = {name for name in before["tables"] if before["tables"][name] != after["tables"].get(name)}
+    assert changed == {"public.User"}
+    assert site.cluster.databases() == databases  # no aside copy: nothing was restored
+    site.cluster.execute("DELETE FROM \"User\" WHERE email LIKE 'late-%'", "treazrisland")
+
+
+def test_a_failed_migration_restores_and_names_the_tables_written_after_the_snapshot(at_140):
+    site = at_140
+    before, databases = state(site), site.cluster.databases()
+    run = playbook(site, "upgrade.yml", "1.5.1", treazrisland_migrate_command=migrate_command(
+        "--first-sql", LIVE_WRITE % "during-migrate"))
+    assert run.returncode != 0
+    message = last_message(run)
+    aside = sorted(set(site.cluster.databases()) - set(databases))
+    assert len(aside) == 1 and aside[0].startswith("treazrisland__before_restore_"), aside
+    assert "Database: restored from " in message and "since it had moved (" in message, message
+    assert ("Tables written after the snapshot, whose new rows are only in %s: public.User" % aside[0]) in message
+    assert state(site) == before
+    assert site.cluster.query("SELECT count(*) FROM \"User\" WHERE email LIKE 'late-%'", aside[0]) == [(1,)]
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def test_second_upgrade_and_a_rollback_started_during_an_upgrade_fail_naming_it(at_140):
+    site = at_140
+    before = state(site)
+    first = start_playbook(site, "upgrade.yml", "1.5.0", treazrisland_migrate_command=migrate_command("--pause", "1"))
+    lock = os.path.join(site.variables["treazrisland_backup_dir"], "runs", "lock.json")
+    wait_for(lambda: os.path.exists(lock), "the first upgrade's lock")
+    holder = json.load(open(lock))
+    second = playbook(site, "upgrade.yml", "1.5.0")
+    rollback = playbook(site, "rollback.yml")
+    done = finish_background(first)
+    assert done.returncode == 0, done.output
+    for refused in (second, rollback):
+        assert refused.returncode != 0
+        assert last_message(refused).startswith("another run holds the deployment lock: run %s (upgrade, by "
+                                                % holder["run_id"]), refused.output
+    assert site.served() == dict.fromkeys(ALL, "1.5.0")
+    assert "Upgraded from 1.4.0 to 1.5.0 (run %s)" % holder["run_id"] in done.output
+    # Back to 1.4.0 on demand: the database moved (3 migrations), so it is restored; a row written after the
+    # upgrade is reported with the database that keeps it.
+    site.cluster.execute(LIVE_WRITE % "after-upgrade", "treazrisland")
+    databases = site.cluster.databases()
+    back = playbook(site, "rollback.yml")
+    assert back.returncode == 0, back.output
+    aside = sorted(set(site.cluster.databases()) - set(databases))
+    assert "with restore point %s" % site.runs()[-1]["restore_point"]["id"] in back.output
+    assert ("Tables written after the snapshot, whose new rows are only in %s: public.User" % aside[0]) in back.output
+    assert state(site) == before
+
+
+# ---------------------------------------------------------------- interrupted runs
+
+
+def phases(site):
+    runs = site.runs()
+    return [(p["name"], p["result"]) for p in runs[-1].get("phases", [])] if runs else []
+
+
+def sleeping_in_database(site):
+    return site.cluster.query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'",
+                              "postgres")[0][0] > 0
+
+
+@pytest.mark.parametrize("kill_point", ["after the backup", "during migrations", "during the rollback"])
+def test_controller_killed_then_a_rerun_refuses_to_start_over_and_rollback_converges(at_140, kill_point):
+    site = at_140
+    before = state(site)
+    applied = len(MIGRATIONS["1.4.0"])
+
+    def moment():
+        if kill_point == "after the backup":
+            return ("migrate", "started") in phases(site) and sleeping_in_database(site)
+        if kill_point == "during migrations":
+            return site.cluster.query("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL",
+                                      "treazrisland")[0][0] == applied + 1
+        return ("rollback", "started") in phases(site)
+
+    if kill_point == "after the backup":
+        # The migration command waits before touching anything: the controller dies with the backup done.
+        version, command = "1.5.0", migrate_command("--first-sql", "SELECT pg_sleep(60)")
+    elif kill_point == "during migrations":
+        version, command = "1.5.0", migrate_command("--pause", "3")
+    else:
+        # 1.5.1's second migration fails; the controller dies once the automatic rollback has begun.
+        version, command = "1.5.1", migrate_command()
+    upgrade = start_playbook(site, "upgrade.yml", version, treazrisland_migrate_command=command)
+    wait_for(moment, kill_point, timeout=240)
+    kill_tree(upgrade)
+    run_id = site.runs()[-1]["id"]
+    again = playbook(site, "upgrade.yml", "1.5.0")
+    assert again.returncode != 0
+    message = last_message(again)
+    assert message.startswith("run %s (upgrade 1.4.0 -> %s, by " % (run_id, version)), message
+    assert "The deployment may be half-changed, so no new restore point is taken over it." in message
+    if kill_point == "during migrations":
+        assert "(status in_progress; completed: lock, backup; started but not completed: migrate)" in message
+    back = playbook(site, "rollback.yml")
+    assert back.returncode == 0, back.output
+    assert "of unfinished %s" % run_id in back.output
+    assert state(site) == before
+    assert site.runs()[-1]["status"] == "rolled_back"
+    if kill_point == "after the backup":
+        assert "not restored: it had not moved since the snapshot" in back.output
+
+
+def test_an_orphaned_migration_and_a_rollback_never_overlap(at_140):
+    """Only ansible-playbook is killed: its worker (setsid) keeps migrating; the rollback takes the stale lock, and
+    its restore waits for the migration's advisory lock instead of swapping the database under it."""
+    site = at_140
+    before = state(site)
+    applied = len(MIGRATIONS["1.4.0"])
+    upgrade = start_playbook(site, "upgrade.yml", "1.5.0", treazrisland_migrate_command=migrate_command("--pause", "2"))
+    wait_for(lambda: site.cluster.query("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL",
+                                        "treazrisland")[0][0] == applied + 1, "the first new migration")
+    upgrade.kill()
+    upgrade.communicate(timeout=30)
+    back = playbook(site, "rollback.yml")
+    assert back.returncode == 0, back.output
+    # The orphan finished all three migrations before the restore replaced the database.
+    assert site.cluster.query("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL", [
+        name for name in site.cluster.databases() if name.startswith("treazrisland__before_restore_")][-1]) == [
+        (applied + 3,)]
+    assert state(site) == before
+
+
+def test_controller_killed_between_deploy_batches_then_resume_finishes_the_fleet(at_140):
+    site = at_140
+    upgrade = start_playbook(site, "upgrade.yml", "1.5.0")
+    wait_for(lambda: any(p["name"] == "deploy app1" and p["result"] == "changed"
+                         for p in (site.runs() or [{}])[-1].get("phases", [])), "the first deploy batch", timeout=240)
+    kill_tree(upgrade)
+    served = site.served()
+    assert served["app1"] == "1.5.0" and served["app3"] == "1.4.0", served
+    resumed = playbook(site, "upgrade.yml", "1.5.0", treazrisland_resume=True)
+    assert resumed.returncode == 0, resumed.output
+    assert site.served() == dict.fromkeys(ALL, "1.5.0")
+    record = site.runs()[-1]
+    assert record["status"] == "complete"
+    assert sum(1 for p in record["phases"] if p["name"] == "backup") == 1  # no second snapshot on resume
+    back = playbook(site, "rollback.yml")
+    assert back.returncode == 0, back.output
+
+
+# ---------------------------------------------------------------- a lost host
+
+
+def test_a_host_lost_mid_batch_does_not_stop_the_rollback_of_the_others(at_140):
+    site = at_140
+    before = state(site)
+    lost = site.hosts.hosts[1]
+    upgrade = start_playbook(site, "upgrade.yml", "1.5.0", treazrisland_task_timeout=20, treazrisland_host_timeout=10)
+    wait_for(lambda: any(p["name"] == "deploy app2" for p in (site.runs() or [{}])[-1].get("phases", [])),
+             "app2's batch", timeout=240)
+    subprocess.run(["ip", "netns", "exec", lost.namespace, "ip", "link", "set", "eth0", "down"], check=True)
+    started = time.monotonic()
+    try:
+        done = finish_background(upgrade)
+        took = time.monotonic() - started
+        assert done.returncode != 0
+        message = last_message(done)
+        assert "Rollback INCOMPLETE" in message, message
+        assert "Not rolled back: app2 (" in message
+        assert ("Finish with: ansible-playbook playbooks/rollback.yml -i %s --limit app2,localhost" % site.inventory()
+                in message)
+        served = {name: version for name, version in site.served_where_reachable().items()}
+        assert served == {"app1": "1.4.0", "app3": "1.4.0"}
+        assert site.runs()[-1]["status"] == "rollback_incomplete"
+        assert took < 240, took
+    finally:
+        subprocess.run(["ip", "netns", "exec", lost.namespace, "ip", "link", "set", "eth0", "up"], check=True)
+    finish = run_playbook(os.path.join(PLAYBOOKS, "rollback.yml"), inventory=site.inventory(),
+                          extra_vars=site.variables, limit="app2,localhost")
+    assert finish.returncode == 0, finish.output
+    assert state(site) == before
