@@ -220,9 +220,10 @@ def test_second_upgrade_and_a_rollback_started_during_an_upgrade_fail_naming_it(
 # ---------------------------------------------------------------- interrupted runs
 
 
-def phases(site):
-    runs = site.runs()
-    return [(p["name"], p["result"]) for p in runs[-1].get("phases", [])] if runs else []
+def phases_of_new_run(site, known):
+    """[(phase, result)] of the run started after the runs in known (ids), or [] while there is none."""
+    fresh = [record for record in site.runs() if record["id"] not in known]
+    return [(p["name"], p["result"]) for p in fresh[-1].get("phases", [])] if fresh else []
 
 
 def sleeping_in_database(site):
@@ -235,14 +236,15 @@ def test_controller_killed_then_a_rerun_refuses_to_start_over_and_rollback_conve
     site = at_140
     before = state(site)
     applied = len(MIGRATIONS["1.4.0"])
+    known = {record["id"] for record in site.runs()}
 
     def moment():
         if kill_point == "after the backup":
-            return ("migrate", "started") in phases(site) and sleeping_in_database(site)
+            return ("migrate", "started") in phases_of_new_run(site, known) and sleeping_in_database(site)
         if kill_point == "during migrations":
             return site.cluster.query("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL",
                                       "treazrisland")[0][0] == applied + 1
-        return ("rollback", "started") in phases(site)
+        return ("rollback", "started") in phases_of_new_run(site, known)
 
     if kill_point == "after the backup":
         # The migration command waits before touching anything: the controller dies with the backup done.
@@ -294,9 +296,9 @@ def test_an_orphaned_migration_and_a_rollback_never_overlap(at_140):
 
 def test_controller_killed_between_deploy_batches_then_resume_finishes_the_fleet(at_140):
     site = at_140
+    known = {record["id"] for record in site.runs()}
     upgrade = start_playbook(site, "upgrade.yml", "1.5.0")
-    wait_for(lambda: any(p["name"] == "deploy app1" and p["result"] == "changed"
-                         for p in (site.runs() or [{}])[-1].get("phases", [])), "the first deploy batch", timeout=240)
+    wait_for(lambda: ("deploy app1", "changed") in phases_of_new_run(site, known), "the first deploy batch", timeout=240)
     kill_tree(upgrade)
     served = site.served()
     assert served["app1"] == "1.5.0" and served["app3"] == "1.4.0", served
@@ -317,9 +319,9 @@ def test_a_host_lost_mid_batch_does_not_stop_the_rollback_of_the_others(at_140):
     site = at_140
     before = state(site)
     lost = site.hosts.hosts[1]
+    known = {record["id"] for record in site.runs()}
     upgrade = start_playbook(site, "upgrade.yml", "1.5.0", treazrisland_task_timeout=20, treazrisland_host_timeout=10)
-    wait_for(lambda: any(p["name"] == "deploy app2" for p in (site.runs() or [{}])[-1].get("phases", [])),
-             "app2's batch", timeout=240)
+    wait_for(lambda: ("deploy app2", "started") in phases_of_new_run(site, known), "app2's batch", timeout=240)
     subprocess.run(["ip", "netns", "exec", lost.namespace, "ip", "link", "set", "eth0", "down"], check=True)
     started = time.monotonic()
     try:
