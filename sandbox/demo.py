@@ -55,9 +55,11 @@ def main():
         say("the upgrade to 1.6.0 failed as expected and was rolled back: %s" % versions)
 
         backups = site.variables["treazrisland_backup_dir"]
-        say("done in %d s. Deployment log: %s\n    Backups and restore points: %s\n    %s" % (
+        say("done in %d s. Deployment log: %s\n    Backups and restore points: %s\n    %s\n    Run records:\n    %s" % (
             time.monotonic() - started, site.variables["treazrisland_deployment_log"], backups,
-            "\n    ".join(sorted(os.listdir(os.path.join(backups, "restore-points"))))))
+            "\n    ".join(sorted(os.listdir(os.path.join(backups, "restore-points")))),
+            "\n    ".join("%s  %s -> %s  %s" % (run["id"], run.get("from_version"), run.get("to_version"),
+                                                run["status"]) for run in site.runs())))
     finally:
         site.stop()
 

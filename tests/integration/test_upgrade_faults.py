@@ -181,6 +181,9 @@ def test_a_failed_migration_restores_and_names_the_tables_written_after_the_snap
     assert len(aside) == 1 and aside[0].startswith("treazrisland__before_restore_"), aside
     assert "Database: restored from " in message and "since it had moved (" in message, message
     assert ("Tables written after the snapshot, whose new rows are only in %s: public.User" % aside[0]) in message
+    assert message.startswith("The upgrade to 1.5.1 failed at Apply the release's migrations (guide 3.2), rehearsed "
+                              "first when asked (guide 3.1): migrating "), message
+    assert "Rolled back to 1.4.0 with restore point " in message
     assert state(site) == before
     assert site.cluster.query("SELECT count(*) FROM \"User\" WHERE email LIKE 'late-%'", aside[0]) == [(1,)]
 
@@ -262,7 +265,7 @@ def test_controller_killed_then_a_rerun_refuses_to_start_over_and_rollback_conve
     assert again.returncode != 0
     message = last_message(again)
     assert message.startswith("run %s (upgrade 1.4.0 -> %s, by " % (run_id, version)), message
-    assert "The deployment may be half-changed, so no new restore point is taken over it." in message
+    assert "The deployment may be half-changed, so no new restore point is taken over it" in message
     if kill_point == "during migrations":
         assert "(status in_progress; completed: lock, backup; started but not completed: migrate)" in message
     back = playbook(site, "rollback.yml")
