@@ -20,7 +20,9 @@ import shlex
 from ansible_collections.treazrisland.ops.plugins.module_utils import pg_archive, runner
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
 from ansible_collections.treazrisland.ops.plugins.module_utils.migrations import DIALECT_NAMES, inspect
-from ansible_collections.treazrisland.ops.plugins.module_utils.postgres import PgConnection, identifier, sql
+from ansible_collections.treazrisland.ops.plugins.module_utils.postgres import (
+    LOCK_ARGUMENT_SPEC, PgConnection, database_lock, identifier, sql,
+)
 from ansible_collections.treazrisland.ops.plugins.module_utils.validate import CHECKS_ARGUMENT_SPEC, validate_database
 
 DEFAULT_COMMAND = ["pnpm", "--filter", "@treazrisland/backend", "prisma:migrate:deploy"]
@@ -127,6 +129,7 @@ def _rehearse(db, argv, params):
     restore_params = dict(params, src=archive, dbname=scratch, manifest=None, sha256=None, method="swap", jobs=1,
                           no_owner=False, single_transaction=True, terminate_sessions=False, drop_previous=False,
                           maintenance_db=params["maintenance_db"])
+    # The restore takes the scratch database's lock; production's is already held by migrate().
     pg_archive.restore(restore_params, check_mode=False)
     scratch_db = db.with_dbname(scratch)
     try:
@@ -147,10 +150,23 @@ def _rehearse(db, argv, params):
 
 
 def migrate(params, check_mode):
-    """The db_migrate module."""
-    db = PgConnection(params)
+    """The db_migrate module: up or down, holding the database's lock for the whole run (not in check mode).
+
+    The lock is what keeps a migration and a restore apart, also a migration left running
+    after the controller died; a second migration waits for the first, then finds nothing pending.
+    """
+    db = PgConnection(params, application="db_migrate")
+    run = _migrate_up
     if params["direction"] == "down":
-        return _migrate_down(db, params, check_mode)
+        _check_down_arguments(params)
+        run = _migrate_down
+    if check_mode:
+        return run(db, params, check_mode)
+    with database_lock(db.with_dbname(params["maintenance_db"]), db.dbname, params["lock_timeout"]):
+        return run(db, params, check_mode)
+
+
+def _migrate_up(db, params, check_mode):
     before = _inspect(db, params)
     _refuse_broken_state(before)
     outcome = {"version_before": before["version"], "pending": before.get("pending")}
@@ -173,14 +189,17 @@ def migrate(params, check_mode):
                 version=after["version"], applied=after["applied"], output=output)
 
 
-def _migrate_down(db, params, check_mode):
-    target = params["to"]
-    if not target:
+def _check_down_arguments(params):
+    if not params["to"]:
         raise OpsError("direction=down needs to: the version to go back to")
     if not params["down_command"]:
         raise OpsError(
             "no down_command is configured, and Prisma has no down migrations: restore the pre-upgrade backup "
             "instead (treazrisland.ops.db_restore, or playbooks/restore.yml); nothing was run")
+
+
+def _migrate_down(db, params, check_mode):
+    target = params["to"]
     before = _inspect(db, params)
     if before["version"] == target:
         return dict(changed=False, version=target, version_before=target, msg="already at %s" % target)
@@ -204,6 +223,7 @@ def _migrate_down(db, params, check_mode):
 
 MIGRATE_ARGUMENT_SPEC = dict(
     VERSION_ARGUMENT_SPEC,
+    **LOCK_ARGUMENT_SPEC,
     command=dict(type="raw", default=DEFAULT_COMMAND),
     chdir=dict(type="path"),
     environment=dict(type="dict", no_log=True),

@@ -8,10 +8,12 @@ archive is renamed into place only after pg_dump succeeded and pg_restore
 --list read it back, and the manifest is written after that. The manifest is
 read in the same snapshot that pg_dump dumps (an exported snapshot), so its
 table list and schema version describe exactly what the archive holds.
+Restores hold the database's advisory lock for their whole run, as migrations do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import glob
 import json
@@ -23,8 +25,8 @@ from ansible_collections.treazrisland.ops.plugins.module_utils import atomic, ch
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
 from ansible_collections.treazrisland.ops.plugins.module_utils.migrations import read_schema_version
 from ansible_collections.treazrisland.ops.plugins.module_utils.postgres import (
-    PgConnection, database_exists, find_tool, identifier, row_estimates, server_major, server_version, sql,
-    user_tables,
+    PgConnection, database_exists, database_lock, find_tool, identifier, row_estimates, server_major, server_version,
+    sql, user_tables,
 )
 
 MANIFEST_KIND = "treazrisland.ops/db_backup"
@@ -50,7 +52,7 @@ def manifest_path_for(archive):
 
 
 def backup(params, check_mode):
-    db = PgConnection(params)
+    db = PgConnection(params, application="db_backup")
     if not db.dbname:
         raise OpsError("no database named: set dbname, or a dsn that names one")
     fmt, jobs = params["format"], params["jobs"]
@@ -229,7 +231,8 @@ def archive_sha256(path, fmt):
     return checksum.sha256_file(path)[0]
 
 
-def restore(params, check_mode):
+def restore(params, check_mode, application="db_restore"):
+    """The db_restore module; db_migrate's rehearsal calls it too, as ``application``."""
     src = params["src"]
     if not os.path.exists(src):
         raise OpsError("archive %s does not exist" % src)
@@ -245,13 +248,16 @@ def restore(params, check_mode):
         raise OpsError("archive %s does not match its checksum: its sha256 is %s, expected %s; nothing was "
                        "restored" % (src, actual, expected), sha256=actual, expected_sha256=expected)
 
-    db = PgConnection(params)
+    db = PgConnection(params, application=application)
     if not db.dbname:
         raise OpsError("no target database named: set dbname, or a dsn that names one")
     if params["jobs"] > 1 and params["method"] == "clean" and params["single_transaction"]:
         raise OpsError("jobs > 1 cannot be combined with single_transaction")
     admin_db = db.with_dbname(params["maintenance_db"])
-    with admin_db.connect() as admin:
+    # Held from before anything is read to the end, so no migration runs while the database is replaced.
+    # A check-mode run changes nothing and waits for nobody.
+    lock = contextlib.nullcontext() if check_mode else database_lock(admin_db, db.dbname, params["lock_timeout"])
+    with lock, admin_db.connect() as admin:
         major = server_major(admin)
         archive_major = (manifest or {}).get("pg_dump_major", 0)
         pg_restore = find_tool(

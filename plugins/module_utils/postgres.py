@@ -12,10 +12,13 @@ passfile named by PGPASSFILE; psycopg gets it as a keyword argument.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import glob
+import hashlib
 import os
 import re
 import tempfile
+import time
 import traceback
 from urllib.parse import quote, urlencode
 
@@ -53,7 +56,16 @@ CONNECTION_ARGUMENT_SPEC = dict(
     pg_bin_dir=dict(type="list", elements="path"),
 )
 
+# Modules that change a database hold its lock (database_lock) and wait this long for it.
+LOCK_ARGUMENT_SPEC = dict(
+    lock_timeout=dict(type="int", default=300),
+)
+
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+APPLICATION = "treazrisland.ops"
+LOCK_NAMESPACE = APPLICATION + ":"
+LOCK_POLL_SECONDS = 0.5
 
 
 def require_psycopg():
@@ -67,7 +79,8 @@ def require_psycopg():
 class PgConnection:
     """Where a database is, built from module parameters; never prints its password."""
 
-    def __init__(self, params):
+    def __init__(self, params, application=None):
+        """``application`` (a module name) goes into application_name, so pg_stat_activity tells who it is."""
         require_psycopg()
         info = {}
         if params.get("dsn"):
@@ -85,6 +98,7 @@ class PgConnection:
         self.info = info
         self.connect_timeout = params.get("connect_timeout") or 10
         self.dsn = params.get("dsn")
+        self.application_name = APPLICATION + (" " + application if application else "")
 
     @property
     def dbname(self):
@@ -128,7 +142,7 @@ class PgConnection:
         try:
             return psycopg.connect(
                 self.conninfo(), password=self.password, connect_timeout=self.connect_timeout,
-                autocommit=autocommit, application_name="treazrisland.ops",
+                autocommit=autocommit, application_name=self.application_name,
             )
         except psycopg.Error as error:
             raise OpsError("cannot connect to %s: %s" % (self.describe(), self.mask(first_line(error))))
@@ -136,7 +150,7 @@ class PgConnection:
     @contextlib.contextmanager
     def client_env(self):
         """Environment for pg_dump/pg_restore: a temporary passfile, no prompt."""
-        env = {"PGCONNECT_TIMEOUT": str(self.connect_timeout), "PGAPPNAME": "treazrisland.ops"}
+        env = {"PGCONNECT_TIMEOUT": str(self.connect_timeout), "PGAPPNAME": self.application_name}
         if self.password is None:
             yield env
             return
@@ -276,3 +290,83 @@ def database_exists(conn, dbname):
 
 def identifier(name):
     return sql.Identifier(name)
+
+
+# ---------------------------------------------------------- database lock
+
+
+def lock_key(dbname):
+    """The advisory lock key of a database: signed 64 bits of sha256("treazrisland.ops:" + name).
+
+    Keyed by name, not by oid, so that the names swapped by a restore keep their lock.
+    """
+    digest = hashlib.sha256((LOCK_NAMESPACE + dbname).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def database_lock(admin_db, dbname, timeout):
+    """Hold the session-level advisory lock of dbname, taken in admin_db (the maintenance database).
+
+    The lock lives on a connection of its own, held for the whole ``with`` block and
+    released when it closes (also when the process dies). Polls pg_try_advisory_lock for
+    up to ``timeout`` seconds, then fails naming the session that holds it.
+    """
+    if timeout is None or timeout < 0:
+        raise OpsError("lock_timeout must be 0 or more seconds")
+    key = lock_key(dbname)
+    conn = admin_db.connect()
+    try:
+        deadline = time.monotonic() + timeout
+        while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            if time.monotonic() >= deadline:
+                holder = lock_holder(conn, key)
+                if holder is None:  # released in between: one more try
+                    if conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                        break
+                    holder = {}
+                raise OpsError(
+                    "database %s is locked by another %s run (%s): nothing was done; wait for it to finish or "
+                    "stop it" % (dbname, APPLICATION, describe_holder(holder)), lock_holder=holder)
+            time.sleep(min(LOCK_POLL_SECONDS, max(deadline - time.monotonic(), 0.01)))
+        yield
+    finally:
+        conn.close()
+
+
+def lock_holder(conn, key):
+    """{pid, application_name, client_addr, client_port, backend_start, state} of the session holding key."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    row = conn.execute(
+        """
+        SELECT l.pid, a.application_name, host(a.client_addr), a.client_port, a.backend_start, a.state
+        FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid
+        LIMIT 1
+        """, (unsigned >> 32, unsigned & 0xFFFFFFFF)).fetchone()
+    if row is None:
+        return None
+    pid, application, address, port, since, state = row
+    if since is not None:
+        since = since.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"pid": pid, "application_name": application, "client_addr": address, "client_port": port,
+            "backend_start": since, "state": state}
+
+
+def describe_holder(holder):
+    """pid 1234, application db_migrate, from 10.0.0.1, since 2026-12-03T08:10:00Z"""
+    if not holder:
+        return "holder unknown"
+    application = holder.get("application_name") or "unnamed"
+    if application.startswith(APPLICATION + " "):
+        application = application[len(APPLICATION) + 1:]
+    if holder.get("client_addr"):
+        origin = holder["client_addr"]
+    elif holder.get("client_port") == -1:
+        origin = "the local socket"
+    else:
+        origin = "an address not visible to this role"
+    return "pid %s, application %s, from %s, since %s" % (
+        holder["pid"], application, origin, holder.get("backend_start") or "an unknown time")

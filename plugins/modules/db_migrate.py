@@ -25,16 +25,21 @@ description:
     rehearsal passed (the guide's dry run, on real data).
   - O(direction=down) runs the team's O(down_command) to reach O(to). Prisma has no down migrations; without
     a O(down_command) it fails with the advice to restore the pre-upgrade backup, which the rollback does.
+  - Both directions hold the database's lock (see O(lock_timeout)) from before the version is first read
+    until the end, so a migration never overlaps M(treazrisland.ops.db_restore) or another migration of the
+    same database; a second run waits for the first and then finds nothing pending. The rehearsal's scratch
+    database is locked by the restore that creates it.
 author:
   - Treazrisland ops contributors (@picmac)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - treazrisland.ops.postgres
   - treazrisland.ops.migrations
+  - treazrisland.ops.database_lock
 attributes:
   check_mode:
     support: full
-    details: Runs nothing; reports the current version and the pending migrations, C(changed=false).
+    details: Runs nothing and takes no lock; reports the current version and the pending migrations, C(changed=false).
   diff_mode:
     support: none
   platform:
@@ -89,7 +94,9 @@ options:
     description: Where to find the newest backup of this database to rehearse on, when O(rehearsal_backup) is unset.
     type: path
   maintenance_db:
-    description: Database to connect to for creating and dropping the rehearsal database.
+    description:
+      - Database to connect to for creating and dropping the rehearsal database, and in which the database's
+        lock is taken (the same as M(treazrisland.ops.db_restore)'s, for the two to exclude each other).
     type: str
     default: postgres
   validate:
@@ -217,6 +224,12 @@ failed_migrations:
   type: list
   elements: dict
   sample: [{"name": "20250901000000_achievements", "logs": "Database error: ..."}]
+lock_holder:
+  description: The session holding the database's lock, when the run failed waiting for it.
+  returned: failure
+  type: dict
+  sample: {"pid": 1234, "application_name": "treazrisland.ops db_restore", "client_addr": "10.0.0.1",
+           "client_port": 51514, "backend_start": "2026-12-03T08:10:00Z", "state": "idle"}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -22,15 +22,20 @@ description:
     single transaction by default so that a failure leaves it as it was.
   - Fails, restoring nothing, while other sessions use the target database unless O(terminate_sessions=true).
   - Runs C(ANALYZE) on the restored database and returns its table count and row estimates.
+  - Holds the database's lock (see O(lock_timeout)) for the whole run, so it never overlaps a
+    M(treazrisland.ops.db_migrate) of the same database, nor another restore.
 author:
   - Treazrisland ops contributors (@picmac)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - treazrisland.ops.postgres
+  - treazrisland.ops.database_lock
 attributes:
   check_mode:
     support: full
-    details: Verifies the checksum, connects read-only and picks C(pg_restore); restores nothing and reports C(changed=false).
+    details:
+      - Verifies the checksum, connects read-only and picks C(pg_restore); restores nothing and reports
+        C(changed=false). Takes no lock.
   diff_mode:
     support: none
   platform:
@@ -52,7 +57,9 @@ options:
     choices: [swap, clean]
     default: swap
   maintenance_db:
-    description: Database to connect to for creating, renaming and dropping databases.
+    description:
+      - Database to connect to for creating, renaming and dropping databases, and in which the database's
+        lock is taken (the same as M(treazrisland.ops.db_migrate)'s, for the two to exclude each other).
     type: str
     default: postgres
   jobs:
@@ -163,18 +170,27 @@ duration_seconds:
   returned: changed
   type: float
   sample: 12.5
+lock_holder:
+  description: The session holding the database's lock, when the run failed waiting for it.
+  returned: failure
+  type: dict
+  sample: {"pid": 1234, "application_name": "treazrisland.ops db_migrate", "client_addr": "10.0.0.1",
+           "client_port": 51514, "backend_start": "2026-12-03T08:10:00Z", "state": "idle"}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.treazrisland.ops.plugins.module_utils.module import run_module
 from ansible_collections.treazrisland.ops.plugins.module_utils.pg_archive import restore
-from ansible_collections.treazrisland.ops.plugins.module_utils.postgres import CONNECTION_ARGUMENT_SPEC
+from ansible_collections.treazrisland.ops.plugins.module_utils.postgres import (
+    CONNECTION_ARGUMENT_SPEC, LOCK_ARGUMENT_SPEC,
+)
 
 
 def main():
     argument_spec = dict(
         CONNECTION_ARGUMENT_SPEC,
+        **LOCK_ARGUMENT_SPEC,
         src=dict(type="path", required=True),
         manifest=dict(type="path"),
         sha256=dict(type="str"),

@@ -54,3 +54,25 @@ def test_dsn_password_goes_to_a_0600_passfile_not_to_argv():
 def test_explicit_options_override_the_dsn():
     spec = postgres.PgConnection({"dsn": "postgresql://app:pw@db/one", "dbname": "two", "port": 5433})
     assert spec.describe() == "app@db:5433/two"
+
+
+def test_lock_key_is_a_stable_signed_64_bit_key_of_the_database_name():
+    assert postgres.lock_key("treazrisland") == 5903215093123825328
+    keys = [postgres.lock_key(name) for name in ("treazrisland", "treazrisland__before_restore_20261203081000",
+                                                 "treazrisland__restoring_20261203081000", "")]
+    assert len(set(keys)) == len(keys)
+    assert all(-2 ** 63 <= key < 2 ** 63 for key in keys)
+    assert any(key < 0 for key in map(postgres.lock_key, ("a", "b", "c", "d", "e", "f", "g", "h")))
+
+
+def test_lock_holder_is_described_for_the_message():
+    holder = {"pid": 1234, "application_name": "treazrisland.ops db_migrate", "client_addr": "10.0.0.1",
+              "client_port": 50000, "backend_start": "2026-12-03T08:10:00Z", "state": "idle"}
+    assert postgres.describe_holder(holder) == (
+        "pid 1234, application db_migrate, from 10.0.0.1, since 2026-12-03T08:10:00Z")
+    local = dict(holder, application_name="psql", client_addr=None, client_port=-1)
+    assert postgres.describe_holder(local) == "pid 1234, application psql, from the local socket, since " \
+                                              "2026-12-03T08:10:00Z"
+    hidden = dict(holder, application_name="", client_addr=None, client_port=None, backend_start=None)
+    assert postgres.describe_holder(hidden) == ("pid 1234, application unnamed, from an address not visible to this "
+                                                "role, since an unknown time")
