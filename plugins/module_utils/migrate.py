@@ -128,9 +128,9 @@ def _rehearse(db, argv, params):
     scratch = pg_archive.side_name(db.dbname, "__rehearsal_" + pg_archive.utc_now().strftime("%Y%m%d%H%M%S"))
     restore_params = dict(params, src=archive, dbname=scratch, manifest=None, sha256=None, method="swap", jobs=1,
                           no_owner=False, single_transaction=True, terminate_sessions=False, drop_previous=False,
-                          maintenance_db=params["maintenance_db"])
+                          maintenance_db=params["maintenance_db"], only_if_moved=False, keep_previous=None)
     # The restore takes the scratch database's lock; production's is already held by migrate().
-    pg_archive.restore(restore_params, check_mode=False)
+    pg_archive.restore(restore_params, check_mode=False, application="db_migrate")
     scratch_db = db.with_dbname(scratch)
     try:
         before = _inspect(scratch_db, params)

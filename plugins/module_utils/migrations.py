@@ -290,3 +290,13 @@ def read_schema_version(conn):
     applied, _failed = dialect.read(conn, identifier)
     return {"dialect": dialect.name, "table": name, "version": applied[-1].name if applied else None,
             "applied_count": len(applied)}
+
+
+def read_failed_migrations(conn):
+    """Names of the failed or unfinished migrations (rows, or golang-migrate's dirty version); [] without a table."""
+    try:
+        dialect, identifier, _name = detect(conn)
+    except OpsError:
+        return []
+    _applied, failed = dialect.read(conn, identifier)
+    return [m.name for m in failed]

@@ -7,8 +7,13 @@ A backup is whole when both its archive and its JSON manifest exist: the
 archive is renamed into place only after pg_dump succeeded and pg_restore
 --list read it back, and the manifest is written after that. The manifest is
 read in the same snapshot that pg_dump dumps (an exported snapshot), so its
-table list and schema version describe exactly what the archive holds.
-Restores hold the database's advisory lock for their whole run, as migrations do.
+table list, schema version, schema fingerprint and table stats describe exactly
+what the archive holds.
+
+A restore compares the live database with that record first (has it moved since
+the backup?), and afterwards the database it set aside (which tables got writes
+after the backup?). Restores hold the database's advisory lock for their whole
+run, as migrations do.
 """
 
 from __future__ import annotations
@@ -18,19 +23,30 @@ import datetime
 import glob
 import json
 import os
+import re
 import shutil
 import time
 
+from ansible.module_utils.common.warnings import warn
+
 from ansible_collections.treazrisland.ops.plugins.module_utils import atomic, checksum, runner
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
-from ansible_collections.treazrisland.ops.plugins.module_utils.migrations import read_schema_version
+from ansible_collections.treazrisland.ops.plugins.module_utils.migrations import (
+    read_failed_migrations, read_schema_version,
+)
+from ansible_collections.treazrisland.ops.plugins.module_utils.pg_state import (
+    changed_tables, schema_fingerprint, table_stats,
+)
 from ansible_collections.treazrisland.ops.plugins.module_utils.postgres import (
-    PgConnection, database_exists, database_lock, find_tool, identifier, row_estimates, server_major, server_version,
-    sql, user_tables,
+    PgConnection, database_exists, database_lock, find_tool, first_line, identifier, psycopg, row_estimates,
+    server_major, server_version, sql, user_tables,
 )
 
 MANIFEST_KIND = "treazrisland.ops/db_backup"
 MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_VERSION = 2
+ASIDE_INFIX = "__before_restore_"
+STAMP_FORMAT = "%Y%m%d%H%M%S"
 EXTENSIONS = {"custom": ".dump", "directory": ".dir"}
 MAX_IDENTIFIER = 63
 SESSION_WAIT_SECONDS = 10
@@ -55,6 +71,8 @@ def backup(params, check_mode):
     db = PgConnection(params, application="db_backup")
     if not db.dbname:
         raise OpsError("no database named: set dbname, or a dsn that names one")
+    if params["digest_max_bytes"] < 0:
+        raise OpsError("digest_max_bytes must be 0 or more")
     fmt, jobs = params["format"], params["jobs"]
     if jobs > 1 and fmt != "directory":
         raise OpsError("jobs=%d needs format=directory: pg_dump dumps in parallel only into a directory" % jobs)
@@ -81,6 +99,7 @@ def backup(params, check_mode):
             return dict(plan, changed=False, msg="would write %s and its manifest" % path)
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         schema_version = read_schema_version(conn)
+        failed_migrations = read_failed_migrations(conn)
         tables = user_tables(conn)
         encoding, collate, ctype = conn.execute(
             "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
@@ -90,30 +109,44 @@ def backup(params, check_mode):
                 "--dbname=" + db.conninfo()]
         if params["compress"]:
             argv.append("--compress=" + params["compress"])
+
+        def describe():
+            """What a restore compares later (has the schema moved, which tables got writes since), in the
+            dump's snapshot. Read once the dump is verified, so pg_dump starts at once, and before the archive
+            takes its name, so a failure here leaves nothing behind either."""
+            try:
+                return schema_fingerprint(conn), table_stats(conn, tables, params["digest_max_bytes"])
+            except psycopg.Error as error:
+                raise OpsError("reading the schema fingerprint and table stats of %s for the manifest failed: %s; "
+                               "nothing was left behind" % (db.describe(), db.mask(first_line(error))))
+
         try:
             if fmt == "custom":
-                archive = _dump_to_file(db, argv, pg_restore, path, tables, params["timeout"])
+                archive = _dump_to_file(db, argv, pg_restore, path, tables, params["timeout"], describe)
             else:
                 archive = _dump_to_directory(db, argv + ["--jobs=%d" % jobs], pg_restore, path, tables,
-                                             params["timeout"])
+                                             params["timeout"], describe)
         except OSError as error:
             raise OpsError("writing backup %s failed: %s; nothing was left behind" % (path, error.strerror or error))
     finished = utc_now()
+    fingerprint, stats = archive["state"]
 
     manifest = dict(
-        archive["manifest"], kind=MANIFEST_KIND, manifest_version=1, archive=os.path.basename(path), format=fmt,
-        database=db.dbname, encoding=encoding, lc_collate=collate, lc_ctype=ctype, server=_server_label(db),
-        server_version=plan["server_version"], server_major=major, pg_dump_version=pg_dump.version,
-        pg_dump_major=pg_dump.major, started_at=iso(started), finished_at=iso(finished),
-        schema_version=schema_version, tables=tables, toc_entries=archive["toc_entries"],
+        archive["manifest"], kind=MANIFEST_KIND, manifest_version=MANIFEST_VERSION, archive=os.path.basename(path),
+        format=fmt, database=db.dbname, encoding=encoding, lc_collate=collate, lc_ctype=ctype,
+        server=_server_label(db), server_version=plan["server_version"], server_major=major,
+        pg_dump_version=pg_dump.version, pg_dump_major=pg_dump.major, started_at=iso(started),
+        finished_at=iso(finished), schema_version=schema_version, failed_migrations=failed_migrations, tables=tables,
+        toc_entries=archive["toc_entries"], schema_fingerprint=fingerprint,
+        digest_max_bytes=params["digest_max_bytes"], table_stats=stats,
     )
     atomic.write_json(plan["manifest_path"], manifest)
     removed = _apply_retention(dest, db.dbname, params["keep"], path) if params["keep"] else []
     return dict(
         plan, changed=True, sha256=manifest["sha256"], size=manifest["size"], schema_version=schema_version,
-        table_count=len(tables), toc_entries=archive["toc_entries"], started_at=manifest["started_at"],
-        finished_at=manifest["finished_at"], duration_seconds=round((finished - started).total_seconds(), 3),
-        removed=removed,
+        schema_fingerprint=fingerprint, table_count=len(tables), toc_entries=archive["toc_entries"],
+        started_at=manifest["started_at"], finished_at=manifest["finished_at"],
+        duration_seconds=round((finished - started).total_seconds(), 3), removed=removed,
     )
 
 
@@ -144,27 +177,30 @@ def _new_archive_path(dest, name, fmt, now):
         suffix += 1
 
 
-def _dump_to_file(db, argv, pg_restore, path, tables, timeout):
+def _dump_to_file(db, argv, pg_restore, path, tables, timeout, describe):
     """Custom format: stream stdout to disk, hashing it on the way (one pass)."""
     with atomic.atomic_file(path, replace=False) as target:
         writer = checksum.HashingWriter(target.handle)
         db.run_client(argv, "pg_dump of %s" % db.describe(), sink=writer, timeout=timeout)
         target.handle.flush()
         toc_entries = _verify_archive(pg_restore, target.temp_path, tables)
-    return {"manifest": {"sha256": writer.hexdigest(), "size": writer.size}, "toc_entries": toc_entries}
+        state = describe()
+    return {"manifest": {"sha256": writer.hexdigest(), "size": writer.size}, "toc_entries": toc_entries,
+            "state": state}
 
 
-def _dump_to_directory(db, argv, pg_restore, path, tables, timeout):
+def _dump_to_directory(db, argv, pg_restore, path, tables, timeout, describe):
     """Directory format: pg_dump writes the files itself, so they are hashed after."""
     with atomic.atomic_directory(path) as temp_dir:
         db.run_client(argv + ["--file=" + temp_dir], "pg_dump of %s" % db.describe(), timeout=timeout)
         entries = checksum.checksum_entries(temp_dir)
         toc_entries = _verify_archive(pg_restore, temp_dir, tables)
+        state = describe()
     files = {rel: sha for rel, sha, _size in entries}
     return {
         "manifest": {"sha256": checksum.digest_text(checksum.format_sums(entries)), "files": files,
                      "size": sum(size for _rel, _sha, size in entries)},
-        "toc_entries": toc_entries,
+        "toc_entries": toc_entries, "state": state,
     }
 
 
@@ -253,8 +289,14 @@ def restore(params, check_mode, application="db_restore"):
         raise OpsError("no target database named: set dbname, or a dsn that names one")
     if params["jobs"] > 1 and params["method"] == "clean" and params["single_transaction"]:
         raise OpsError("jobs > 1 cannot be combined with single_transaction")
+    if params["keep_previous"] is not None and params["keep_previous"] < 1:
+        raise OpsError("keep_previous must be at least 1 (the database just set aside is always kept; "
+                       "drop_previous drops it)")
+    if params["only_if_moved"] and manifest is None:
+        raise OpsError("only_if_moved compares the database with the backup's manifest, and there is none at %s; "
+                       "nothing was restored" % manifest_path)
     admin_db = db.with_dbname(params["maintenance_db"])
-    # Held from before anything is read to the end, so no migration runs while the database is replaced.
+    # Held from before the comparison to the end, so no migration can move the database in between.
     # A check-mode run changes nothing and waits for nobody.
     lock = contextlib.nullcontext() if check_mode else database_lock(admin_db, db.dbname, params["lock_timeout"])
     with lock, admin_db.connect() as admin:
@@ -265,28 +307,109 @@ def restore(params, check_mode, application="db_restore"):
             reason="as the server runs PostgreSQL %d and the archive was written by pg_dump %s" % (
                 major, (manifest or {}).get("pg_dump_version", "of an unknown version")))
         live_exists = database_exists(admin, db.dbname)
+        moved, because = _moved(db, manifest, live_exists, params["only_if_moved"])
         sessions = _sessions(admin, db.dbname)
         plan = {
             "database": db.dbname, "method": params["method"], "src": src, "sha256": actual, "format": fmt,
             "pg_restore": pg_restore.as_dict(), "server_version": server_version(admin),
             "database_existed": live_exists, "schema_version": (manifest or {}).get("schema_version"),
+            "database_moved": moved, "moved_because": because, "other_sessions": sessions,
         }
+        if params["only_if_moved"] and not moved:
+            return dict(plan, changed=False, msg=_not_moved_message(db.dbname, manifest))
         if params["method"] == "clean" and not live_exists:
             raise OpsError("database %s does not exist; method=clean restores into an existing database, "
                            "method=swap creates it" % db.dbname)
+        if check_mode:
+            return dict(plan, changed=False, msg="archive verified; would restore it into %s" % db.dbname)
         if sessions and not params["terminate_sessions"]:
             raise OpsError(
                 "database %s has %d other session(s): stop application traffic first, or set "
                 "terminate_sessions=true; nothing was restored" % (db.dbname, sessions), **plan)
-        if check_mode:
-            return dict(plan, changed=False, msg="archive verified; would restore it into %s" % db.dbname)
         started = time.monotonic()
         if params["method"] == "swap":
             outcome = _restore_swap(db, admin, pg_restore, src, manifest, params, live_exists)
+            outcome["dropped_previous"] = (
+                _drop_previous(admin, db.dbname, params["keep_previous"], outcome["previous_database"])
+                if params["keep_previous"] else [])
         else:
             outcome = _restore_clean(db, admin, pg_restore, src, manifest, params)
+            outcome["dropped_previous"] = []
     outcome.update(plan, changed=True, duration_seconds=round(time.monotonic() - started, 3))
+    outcome["msg"] = _restored_message(db.dbname, src, outcome)
     return outcome
+
+
+def _version_label(schema_version):
+    return (schema_version or {}).get("version") or "none"
+
+
+def _moved(db, manifest, live_exists, strict):
+    """(moved, reasons): did the live database move since the backup, by its migrations table and its schema?
+
+    A schema fingerprint is compared when the manifest has one (version 2); a
+    version-1 manifest is compared by its schema version only, and the reasons say so.
+    A database that cannot be read counts as moved, unless ``strict`` (only_if_moved):
+    then that is an error, as restoring it could throw away writes for nothing.
+    """
+    if manifest is None:
+        return True, ["no manifest to compare the database with: counted as moved"]
+    if not live_exists:
+        return True, ["database %s does not exist" % db.dbname]
+    recorded_fingerprint = manifest.get("schema_fingerprint")
+    try:
+        with db.connect() as conn:
+            version = read_schema_version(conn)
+            failed = read_failed_migrations(conn)
+            fingerprint = schema_fingerprint(conn) if recorded_fingerprint else None
+    except (OpsError, psycopg.Error) as error:
+        problem = db.mask(error.msg if isinstance(error, OpsError) else first_line(error))
+        if strict:
+            raise OpsError("cannot tell whether database %s moved since the backup: %s; nothing was restored" % (
+                db.dbname, problem))
+        return True, ["could not be compared with the backup (%s): counted as moved" % problem]
+    then, version = manifest.get("schema_version") or {}, version or {}
+    reasons = []
+    if _version_label(then) != _version_label(version):
+        reasons.append("schema version %s -> %s" % (_version_label(then), _version_label(version)))
+    elif then.get("applied_count", 0) != version.get("applied_count", 0):
+        reasons.append("applied migrations %s -> %s" % (then.get("applied_count", 0), version.get("applied_count", 0)))
+    new_failed = [name for name in failed if name not in (manifest.get("failed_migrations") or [])]
+    if new_failed:
+        reasons.append("%d failed migration row%s: %s" % (
+            len(new_failed), "" if len(new_failed) == 1 else "s", ", ".join(new_failed)))
+    if recorded_fingerprint and fingerprint != recorded_fingerprint:
+        reasons.append("schema differs from the backup's (tables, columns, indexes or constraints)")
+    moved = bool(reasons)
+    if not recorded_fingerprint:
+        reasons.append("the manifest (version %s) records no schema fingerprint: compared by schema version only"
+                       % manifest.get("manifest_version", 1))
+    return moved, reasons
+
+
+def _not_moved_message(dbname, manifest):
+    if manifest.get("schema_fingerprint"):
+        how = "schema version %s, same schema" % _version_label(manifest.get("schema_version"))
+    else:
+        how = "schema version %s; its manifest records no schema fingerprint, so only the version was compared" % (
+            _version_label(manifest.get("schema_version")))
+    return ("database %s has not moved since the backup (%s): not restored, so no write made since the backup is "
+            "lost" % (dbname, how))
+
+
+def _restored_message(dbname, src, outcome):
+    msg = "restored %s into %s" % (src, dbname)
+    if outcome.get("previous_database"):
+        msg += "; the previous database is kept as %s" % outcome["previous_database"]
+        writes = outcome.get("writes_after_backup")
+        if writes:
+            msg += "; tables written after the backup, whose rows are only there: %s" % ", ".join(
+                "%s (%s)" % (change["table"], change["how"]) for change in writes)
+        elif writes == []:
+            msg += "; it holds no write made after the backup"
+    if outcome.get("dropped_previous"):
+        msg += "; dropped older previous databases: %s" % ", ".join(outcome["dropped_previous"])
+    return msg
 
 
 def _sessions(admin, dbname):
@@ -358,9 +481,9 @@ def _inspect(db, manifest):
 
 def _restore_swap(db, admin, pg_restore, src, manifest, params, live_exists):
     """Restore into a new database, verify it, then swap names in one transaction."""
-    stamp = utc_now().strftime("%Y%m%d%H%M%S")
+    stamp = utc_now().strftime(STAMP_FORMAT)
     scratch = side_name(db.dbname, "__restoring_" + stamp)
-    aside = side_name(db.dbname, "__before_restore_" + stamp)
+    aside = side_name(db.dbname, ASIDE_INFIX + stamp)
     _create_database(admin, scratch, db.dbname if live_exists else None, manifest)
     try:
         scratch_db = db.with_dbname(scratch)
@@ -386,7 +509,53 @@ def _restore_swap(db, admin, pg_restore, src, manifest, params, live_exists):
     if previous and params["drop_previous"]:
         _drop_database(admin, previous)
         previous = None
-    return dict(shape, previous_database=previous)
+    return dict(shape, previous_database=previous, writes_after_backup=_writes_after_backup(db, previous, manifest))
+
+
+def _writes_after_backup(db, previous, manifest):
+    """The tables of the backup whose rows differ in the previous database; None when unknown.
+
+    Unknown: no previous database kept, or a manifest without table stats (version 1).
+    The migrations table is left out: its new rows are the migrations themselves, not
+    writes of the application. A failure here does not undo the restore, it is a warning.
+    """
+    recorded = (manifest or {}).get("table_stats")
+    if not previous or recorded is None:
+        return None
+    migrations_table = (manifest.get("schema_version") or {}).get("table")
+    skip = [name for name in recorded if migrations_table and name.split(".", 1)[-1] == migrations_table]
+    try:
+        with db.with_dbname(previous).connect(autocommit=False) as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return changed_tables(conn, recorded, skip)
+    except (OpsError, psycopg.Error) as error:
+        warn("the restore succeeded, but %s could not be compared with the backup to find the writes made after "
+             "it: %s" % (previous, db.mask(first_line(error))))
+        return None
+
+
+def _drop_previous(admin, dbname, keep, just_set_aside):
+    """Drop dbname's previous databases (<db>__before_restore_<stamp>) beyond the newest ``keep``.
+
+    Never the one just set aside. One still in use is kept (DROP without FORCE): someone may be
+    copying rows out of it.
+    """
+    stamp_length = len(utc_now().strftime(STAMP_FORMAT))
+    prefix = side_name(dbname, ASIDE_INFIX + "0" * stamp_length)[:-stamp_length]
+    pattern = re.compile(re.escape(prefix) + r"[0-9]{%d}\Z" % stamp_length)
+    names = sorted((row[0] for row in admin.execute("SELECT datname FROM pg_database")
+                    if pattern.match(row[0])), reverse=True)
+    dropped = []
+    for name in names[keep:]:
+        if name == just_set_aside:
+            continue
+        try:
+            admin.execute(sql.SQL("DROP DATABASE {}").format(identifier(name)))
+        except psycopg.errors.ObjectInUse:
+            warn("%s was kept although keep_previous=%d: it is in use" % (name, keep))
+            continue
+        dropped.append(name)
+    return dropped
 
 
 def _restore_clean(db, admin, pg_restore, src, manifest, params):
@@ -396,4 +565,4 @@ def _restore_clean(db, admin, pg_restore, src, manifest, params):
     argv = _restore_argv(db, pg_restore, src, params)
     argv[1:1] = ["--clean", "--if-exists"] + (["--single-transaction"] if params["single_transaction"] else [])
     db.run_client(argv, "pg_restore of %s into %s" % (src, db.dbname), timeout=params["timeout"])
-    return dict(_inspect(db, manifest), previous_database=None)
+    return dict(_inspect(db, manifest), previous_database=None, writes_after_backup=None)

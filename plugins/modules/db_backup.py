@@ -18,6 +18,12 @@ description:
     database, server and C(pg_dump) versions, format, size, sha256, start and end time, the tables and,
     when a Prisma C(_prisma_migrations) table exists, the schema version. The manifest is read in the
     same snapshot that C(pg_dump) dumps, so it describes exactly what the archive holds.
+  - The manifest (version 2) also records what M(treazrisland.ops.db_restore) compares later, from the same
+    snapshot; C(schema_fingerprint), the sha256 of a canonical listing of the user schema (tables, columns
+    with type, nullability and default, indexes, constraints, enum types and labels); C(failed_migrations);
+    and C(table_stats), per table its exact row count, its column names and a digest of its rows (md5 over
+    the md5 of each row projected on those columns), or for a table above O(digest_max_bytes) its write
+    counters instead of a digest. Computing them reads every table once more, on the server.
   - Chooses a C(pg_dump) of the server's major version, else the nearest newer one, from the installed
     ones; fails with what to install when only older ones exist.
   - Every real run writes a new backup, so it always reports C(changed=true).
@@ -64,6 +70,13 @@ options:
   timeout:
     description: Seconds after which C(pg_dump) is stopped and the backup fails. Unset waits.
     type: int
+  digest_max_bytes:
+    description:
+      - Tables larger than this (C(pg_total_relation_size), indexes and TOAST included) get no content digest
+        in the manifest's table stats, only their exact row count and their insert, update and delete
+        counters (C(pg_stat_user_tables)), to keep the backup cheap. V(0) digests no table.
+    type: int
+    default: 268435456
 seealso:
   - module: treazrisland.ops.db_restore
   - module: treazrisland.ops.checksum_manifest
@@ -145,6 +158,11 @@ schema_version:
   returned: changed
   type: dict
   sample: {"dialect": "prisma", "table": "_prisma_migrations", "version": "20250101000000_init", "applied_count": 12}
+schema_fingerprint:
+  description: sha256 of the canonical listing of the user schema, as recorded in the manifest.
+  returned: changed
+  type: str
+  sample: 50f18fcfc2024ccc13e7fba0a798964b172c0eda001d7a3243cd25e6ec0322ce
 table_count:
   description: Tables whose data the archive holds.
   returned: changed
@@ -195,6 +213,7 @@ def main():
         compress=dict(type="str"),
         keep=dict(type="int"),
         timeout=dict(type="int"),
+        digest_max_bytes=dict(type="int", default=268435456),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     run_module(module, backup)
