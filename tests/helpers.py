@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -111,3 +112,17 @@ def run_module(module, args, **kwargs):
 def results_by_host(run):
     """{host: result} of the last task of each host."""
     return {record["host"]: record["result"] for record in run.results}
+
+
+@contextlib.contextmanager
+def deployed_site(hosts, work_dir, base):
+    """The sandbox deployment (sandbox/site.py) on shared SSH hosts, release 1.4.0 deployed; stopped afterwards."""
+    from sandbox.site import Site  # pylint: disable=import-outside-toplevel
+    deployment = Site(work_dir, hosts=hosts, base=base).start()
+    try:
+        run = run_playbook(deployment.first_deploy_playbook(), inventory=deployment.inventory(),
+                           extra_vars=deployment.release_vars("1.4.0"))
+        assert run.returncode == 0, run.output
+        yield deployment
+    finally:
+        deployment.stop()

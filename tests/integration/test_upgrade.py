@@ -7,9 +7,8 @@ import os
 
 import pytest
 
-from helpers import REPO, run_playbook
+from helpers import REPO, deployed_site, run_playbook
 from sandbox.sample_db import table_fingerprints
-from sandbox.site import Site
 from sandbox.standin.releases import MIGRATIONS, release_files
 
 PLAYBOOKS = os.path.join(REPO, "playbooks")
@@ -18,14 +17,8 @@ PLAYBOOKS = os.path.join(REPO, "playbooks")
 @pytest.fixture(scope="module")
 def site(ssh_hosts, tmp_path_factory):
     """Release 1.4.0 serving on three hosts over a database at its schema (sandbox/site.py)."""
-    deployment = Site(str(tmp_path_factory.mktemp("site")), hosts=ssh_hosts, base="/opt/trz-upgrade").start()
-    try:
-        run = run_playbook(deployment.first_deploy_playbook(), inventory=deployment.inventory(),
-                           extra_vars=deployment.release_vars("1.4.0"))
-        assert run.returncode == 0, run.output
+    with deployed_site(ssh_hosts, str(tmp_path_factory.mktemp("site")), "/opt/trz-upgrade") as deployment:
         yield deployment
-    finally:
-        deployment.stop()
 
 
 def upgrade(site, version, hosts_inventory=None):

@@ -7,18 +7,20 @@ the asset bucket and the .env files, and the run record.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
+import signal
 import subprocess
 import time
 
 import psutil
 import pytest
 
-from helpers import REPO, finish_background, run_playbook
+from helpers import REPO, deployed_site, finish_background, run_playbook
 from sandbox.sample_db import table_fingerprints
-from sandbox.site import PYTHON, RUNNER, Site
+from sandbox.site import PYTHON, RUNNER
 from sandbox.standin.releases import MIGRATIONS
 
 PLAYBOOKS = os.path.join(REPO, "playbooks")
@@ -28,14 +30,8 @@ ALL = ["app1", "app2", "app3"]
 @pytest.fixture(scope="module")
 def site(ssh_hosts, tmp_path_factory):
     """Release 1.4.0 serving on three hosts over a database at its schema (sandbox/site.py)."""
-    deployment = Site(str(tmp_path_factory.mktemp("faults")), hosts=ssh_hosts, base="/opt/trz-faults").start()
-    try:
-        run = run_playbook(deployment.first_deploy_playbook(), inventory=deployment.inventory(),
-                           extra_vars=deployment.release_vars("1.4.0"))
-        assert run.returncode == 0, run.output
+    with deployed_site(ssh_hosts, str(tmp_path_factory.mktemp("faults")), "/opt/trz-faults") as deployment:
         yield deployment
-    finally:
-        deployment.stop()
 
 
 @pytest.fixture
@@ -325,11 +321,13 @@ def test_a_host_lost_mid_batch_does_not_stop_the_rollback_of_the_others(at_140):
     known = {record["id"] for record in site.runs()}
     upgrade = start_playbook(site, "upgrade.yml", "1.5.0", treazrisland_task_timeout=20, treazrisland_host_timeout=10)
     wait_for(lambda: ("deploy app2", "started") in phases_of_new_run(site, known), "app2's batch", timeout=240)
+    # Its network goes silent and its application dies; its sshd stays, for when the network comes back.
     subprocess.run(["ip", "netns", "exec", lost.namespace, "ip", "link", "set", "eth0", "down"], check=True)
-    started = time.monotonic()
+    with open(os.path.join(lost.opt, os.path.relpath(site.base, "/opt"), "shared", "app.pid")) as handle:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(handle.read()), signal.SIGKILL)
     try:
-        done = finish_background(upgrade)
-        took = time.monotonic() - started
+        done = finish_background(upgrade)  # a hang would end here, at its 600 s limit
         assert done.returncode != 0
         message = last_message(done)
         assert "Rollback INCOMPLETE" in message, message
@@ -339,7 +337,6 @@ def test_a_host_lost_mid_batch_does_not_stop_the_rollback_of_the_others(at_140):
         served = site.served_where_reachable()
         assert served == {"app1": "1.4.0", "app3": "1.4.0"}
         assert site.runs()[-1]["status"] == "rollback_incomplete"
-        assert took < 240, took
     finally:
         subprocess.run(["ip", "netns", "exec", lost.namespace, "ip", "link", "set", "eth0", "up"], check=True)
     finish = run_playbook(os.path.join(PLAYBOOKS, "rollback.yml"), inventory=site.inventory(),
