@@ -50,6 +50,8 @@ STAMP_FORMAT = "%Y%m%d%H%M%S"
 EXTENSIONS = {"custom": ".dump", "directory": ".dir"}
 MAX_IDENTIFIER = 63
 SESSION_WAIT_SECONDS = 10
+# A client that just disconnected stays in pg_stat_activity for a moment.
+SESSION_GRACE_SECONDS = 2
 
 
 def utc_now():
@@ -308,7 +310,7 @@ def restore(params, check_mode, application="db_restore"):
                 major, (manifest or {}).get("pg_dump_version", "of an unknown version")))
         live_exists = database_exists(admin, db.dbname)
         moved, because = _moved(db, manifest, live_exists, params["only_if_moved"])
-        sessions = _sessions(admin, db.dbname)
+        sessions = _settled_sessions(admin, db.dbname)
         plan = {
             "database": db.dbname, "method": params["method"], "src": src, "sha256": actual, "format": fmt,
             "pg_restore": pg_restore.as_dict(), "server_version": server_version(admin),
@@ -413,9 +415,22 @@ def _restored_message(dbname, src, outcome):
 
 
 def _sessions(admin, dbname):
+    """Client sessions on dbname. Autovacuum workers do not count: a fresh restore wakes them, and the
+    server cancels them itself for a rename or a drop."""
     return admin.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend'", (dbname,)
     ).fetchone()[0]
+
+
+def _settled_sessions(admin, dbname, grace=SESSION_GRACE_SECONDS):
+    """Client sessions on dbname, once those just closing (our own moved check's among them) are gone."""
+    deadline = time.monotonic() + grace
+    count = _sessions(admin, dbname)
+    while count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        count = _sessions(admin, dbname)
+    return count
 
 
 def _terminate_sessions(admin, dbname):
