@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -59,8 +60,13 @@ def run_tasks(tasks, check=False, diff=False, verbosity=0, background=False, hos
     playbook = os.path.join(workdir, "play.yml")
     with open(playbook, "w") as handle:
         json.dump([{"name": "under test", "hosts": hosts, "gather_facts": False, "tasks": tasks}], handle)
-    return run_playbook(playbook, check=check, diff=diff, verbosity=verbosity, background=background,
-                        inventory=inventory, extra_vars=extra_vars)
+    run = run_playbook(playbook, check=check, diff=diff, verbosity=verbosity, background=background,
+                       inventory=inventory, extra_vars=extra_vars)
+    if background:
+        run.cleanup.append(workdir)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return run
 
 
 def run_playbook(playbook, check=False, diff=False, verbosity=0, background=False, inventory=INVENTORY,
@@ -86,14 +92,23 @@ def run_playbook(playbook, check=False, diff=False, verbosity=0, background=Fals
     if background:
         process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         process.record_path = record
+        process.cleanup = [workdir]  # removed by finish_background
         return process
-    completed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
-    return PlayRun(completed.returncode, completed.stdout + completed.stderr, read_results(record))
+    try:
+        completed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+        return PlayRun(completed.returncode, completed.stdout + completed.stderr, read_results(record))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def finish_background(process):
-    output, _unused = process.communicate(timeout=600)
-    return PlayRun(process.returncode, output, read_results(process.record_path))
+    """Wait for a background run (or reap a killed one), read its results, remove its files."""
+    try:
+        output, _unused = process.communicate(timeout=600)
+        return PlayRun(process.returncode, output, read_results(process.record_path))
+    finally:
+        for path in process.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def read_results(path):

@@ -13,12 +13,12 @@ BASE = "/opt/treazrisland"
 
 def copy_task(artifacts, version):
     return {"name": "copy %s" % version, "ansible.builtin.copy": {
-        "src": artifacts[version], "dest": "/tmp/treazrisland-%s.tar.gz" % version, "mode": "0600"}}
+        "src": artifacts[version], "dest": "/srv/treazrisland-%s.tar.gz" % version, "mode": "0600"}}
 
 
 def release_task(name, version, state="present", **more):
     if state == "present":
-        more.setdefault("src", "/tmp/treazrisland-%s.tar.gz" % version)
+        more.setdefault("src", "/srv/treazrisland-%s.tar.gz" % version)
     return {"name": name, "ignore_errors": True,
             "treazrisland.ops.app_release": dict(base_dir=BASE, version=version, state=state, **more)}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -30,8 +31,12 @@ def run_without_root_override(tasks):
     with open(playbook, "w") as handle:
         json.dump([{"name": "under test", "hosts": "localhost", "gather_facts": False, "tasks": tasks}], handle)
     argv = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "ansible-playbook", "-i", INVENTORY, playbook]
-    completed = subprocess.run(argv, env=ansible_env(record), capture_output=True, text=True, timeout=600, check=False)
-    return PlayRun(completed.returncode, completed.stdout + completed.stderr, read_results(record))
+    try:
+        completed = subprocess.run(argv, env=ansible_env(record), capture_output=True, text=True, timeout=600,
+                                   check=False)
+        return PlayRun(completed.returncode, completed.stdout + completed.stderr, read_results(record))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_unreadable_env_file_fails_capture_diff_and_apply_and_writes_nothing(tmp_path):

@@ -83,7 +83,7 @@ def kill_tree(process):
             member.kill()
         except psutil.NoSuchProcess:
             pass
-    process.communicate(timeout=30)
+    finish_background(process)
 
 
 def migrate_command(*drill):
@@ -277,7 +277,7 @@ def test_an_orphaned_migration_and_a_rollback_never_overlap(at_140):
     wait_for(lambda: site.cluster.query("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL",
                                         "treazrisland")[0][0] == applied + 1, "the first new migration")
     upgrade.kill()
-    upgrade.communicate(timeout=30)
+    finish_background(upgrade)
     back = playbook(site, "rollback.yml")
     assert back.returncode == 0, back.output
     # The orphan finished all three migrations before the restore replaced the database.
