@@ -2,6 +2,7 @@
 
     python3 appctl.py restart BASE_DIR PYTHON     stop the running app, start BASE_DIR/current/app.py
     python3 appctl.py stop BASE_DIR
+    python3 appctl.py maintenance BASE_DIR on|off   the maintenance hook: writes refused (503) while on
 """
 
 from __future__ import annotations
@@ -36,8 +37,20 @@ def start(base, python):
         handle.write(str(process.pid))
 
 
+def maintenance(base, state):
+    flag = os.path.join(base, "shared", "maintenance")
+    if state == "on":
+        with open(flag, "w"):
+            pass
+    elif os.path.exists(flag):
+        os.unlink(flag)
+
+
 def main():
     action, base = sys.argv[1], sys.argv[2]
+    if action == "maintenance":
+        maintenance(base, sys.argv[3])
+        return
     stop(base)
     if action == "restart":
         start(base, sys.argv[3])

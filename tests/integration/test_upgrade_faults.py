@@ -13,14 +13,17 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
+import urllib.error
+import urllib.request
 
 import psutil
 import pytest
 
 from helpers import REPO, deployed_site, finish_background, run_playbook
 from sandbox.sample_db import table_fingerprints
-from sandbox.site import PYTHON, RUNNER
+from sandbox.site import APPCTL, PYTHON, RUNNER
 from sandbox.standin.releases import MIGRATIONS
 
 PLAYBOOKS = os.path.join(REPO, "playbooks")
@@ -184,6 +187,63 @@ def test_a_failed_migration_restores_and_names_the_tables_written_after_the_snap
     assert site.cluster.query("SELECT count(*) FROM \"User\" WHERE email LIKE 'late-%'", aside[0]) == [(1,)]
 
 
+def post_user(address, email):
+    """A write of live traffic through the stand-in app; its HTTP status, or None when nothing answered."""
+    request = urllib.request.Request("http://%s:8080/users" % address, data=json.dumps({"email": email}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def test_with_a_maintenance_hook_writes_are_refused_during_the_restore_and_none_accepted_is_lost(at_140):
+    """Live traffic writes through app1 all along a failed upgrade: every write the app accepted is in the live
+    database or in the aside one the message names; during the restore window the hook makes the app refuse."""
+    site = at_140
+    hook = [PYTHON, APPCTL, "maintenance", site.base]
+    answers, stop = [], threading.Event()
+
+    def live_traffic():
+        number = 0
+        while not stop.is_set():
+            number += 1
+            email = "live-%d@treazris.land" % number
+            answers.append((email, post_user(site.hosts.hosts[0].address, email)))
+            time.sleep(0.05)
+
+    databases = site.cluster.databases()
+    writer = threading.Thread(target=live_traffic)
+    writer.start()
+    try:
+        run = playbook(site, "upgrade.yml", "1.5.1", treazrisland_migrate_command=migrate_command("--pause", "2"),
+                       treazrisland_maintenance_command=hook + ["on"],
+                       treazrisland_maintenance_off_command=hook + ["off"])
+    finally:
+        stop.set()
+        writer.join()
+    assert run.returncode != 0
+    aside = sorted(set(site.cluster.databases()) - set(databases))
+    assert len(aside) == 1, aside
+    accepted = {email for email, status in answers if status == 201}
+
+    def users(database):
+        rows = site.cluster.query("SELECT email FROM \"User\" WHERE email LIKE 'live-%'", database)
+        return {row[0] for row in rows}
+
+    live, kept_aside = users("treazrisland"), users(aside[0])
+    assert accepted - live - kept_aside == set()  # no accepted write vanished
+    assert kept_aside and kept_aside <= accepted  # writes after the snapshot: only in the aside database...
+    assert ("Tables written after the snapshot, whose new rows are only in %s: public.User" % aside[0]
+            in last_message(run))  # ...which the message names
+    assert 503 in {status for _email, status in answers}  # the window refused writes
+    assert post_user(site.hosts.hosts[0].address, "live-after@treazris.land") == 201  # and it is closed again
+    site.cluster.execute("DELETE FROM \"User\" WHERE email LIKE 'live-%'", "treazrisland")
+
+
 # ---------------------------------------------------------------- concurrency
 
 
@@ -287,6 +347,15 @@ def test_an_orphaned_migration_and_a_rollback_never_overlap(at_140):
     assert state(site) == before
 
 
+def test_controller_killed_between_deploy_batches_then_rollback_puts_the_whole_fleet_back(at_140):
+    site = at_140
+    before = state(site)
+    kill_between_deploy_batches(site)
+    back = playbook(site, "rollback.yml")
+    assert back.returncode == 0, back.output
+    assert state(site) == before
+
+
 # ---------------------------------------------------------------- a lost host
 
 
@@ -324,14 +393,19 @@ def test_a_host_lost_mid_batch_does_not_stop_the_rollback_of_the_others(at_140):
 # ---------------------------------------------------------------- resume (last: it leaves 1.5.0)
 
 
-def test_controller_killed_between_deploy_batches_then_resume_finishes_the_fleet(site):
-    """Last of the module: it leaves 1.5.0 deployed."""
+def kill_between_deploy_batches(site):
+    """Upgrade to 1.5.0, killed once app1 runs 1.5.0 and before app3 does: a mixed fleet on the 1.5.0 schema."""
     known = {record["id"] for record in site.runs()}
     upgrade = start_playbook(site, "upgrade.yml", "1.5.0")
     wait_for(lambda: ("deploy app1", "changed") in phases_of_new_run(site, known), "the first deploy batch", timeout=240)
     kill_tree(upgrade)
     served = site.served()
     assert served["app1"] == "1.5.0" and served["app3"] == "1.4.0", served
+
+
+def test_controller_killed_between_deploy_batches_then_resume_finishes_the_fleet(site):
+    """Last of the module: it leaves 1.5.0 deployed."""
+    kill_between_deploy_batches(site)
     resumed = playbook(site, "upgrade.yml", "1.5.0", treazrisland_resume=True)
     assert resumed.returncode == 0, resumed.output
     assert site.served() == dict.fromkeys(ALL, "1.5.0")
