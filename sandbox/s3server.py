@@ -69,7 +69,7 @@ def _venv_bin(name):
 class S3Server:
     """One S3 server of ``kind`` (moto or rclone) on a free 127.0.0.1 port."""
 
-    def __init__(self, kind, name=None):
+    def __init__(self, kind, name=None, also_listen=None):
         if kind not in KINDS:
             raise ValueError("kind must be one of %s" % ", ".join(KINDS))
         self.kind = kind
@@ -79,6 +79,8 @@ class S3Server:
         self.port = None
         self.base = None
         self.process = None
+        # rclone only: a second address (the sandbox bridge), so that app hosts reach the bucket as the app does.
+        self.also_listen = also_listen
 
     # lifecycle -------------------------------------------------------------
     @property
@@ -110,6 +112,8 @@ class S3Server:
         else:
             argv = [_venv_bin("rclone"), "serve", "s3", "--addr", "127.0.0.1:%d" % self.port,
                     "--config", os.path.join(self.base, "rclone.conf"), self.data_dir]
+            if self.also_listen:
+                argv[3:3] = ["--addr", "%s:%d" % (self.also_listen, self.port)]
             # rclone reads list flags from the environment as CSV: one quoted field "key,secret".
             env.update(RCLONE_AUTH_KEY='"%s,%s"' % (self.access_key, self.secret_key),
                        RCLONE_CACHE_DIR=os.path.join(self.base, "cache"))

@@ -33,6 +33,7 @@ DATABASE = "treazrisland"
 ASSET_BUCKET = "treazrisland-assets"
 BACKUP_BUCKET = "treazrisland-backups"
 ASSETS_DIR = "frontend/dist/"
+APP_PORT = 4000
 
 
 def run_playbook(playbook, inventory, variables, env=None):
@@ -65,7 +66,8 @@ class Site:
         if self.own_hosts:
             self.hosts = SshHosts(count=3).start()
         self.cluster = PgCluster(name="site", also_listen=CONTROLLER_ADDRESS).start()
-        self.s3 = S3Server("rclone", name="site").start()
+        # The app hosts reach the bucket over the bridge, as the backend's object storage.
+        self.s3 = S3Server("rclone", name="site", also_listen=CONTROLLER_ADDRESS).start()
         for bucket in (ASSET_BUCKET, BACKUP_BUCKET):
             self.s3.make_bucket(bucket)
         self.cluster.create_database(DATABASE)
@@ -85,8 +87,8 @@ class Site:
             "restore_migrate_command": [PYTHON, RUNNER, "deploy", "backend/prisma/migrations", "--to", "{to}"],
             "treazrisland_restart_command": [PYTHON, APPCTL, "restart", self.base, PYTHON],
             "treazrisland_stop_command": [PYTHON, APPCTL, "stop", self.base],
-            "treazrisland_health_url": "http://127.0.0.1:8080/health",
-            "treazrisland_version_url": "http://127.0.0.1:8080/version",
+            # The health URL is the collection's default (port 4000, as the backend's own sample says).
+            "treazrisland_version_url": "http://127.0.0.1:%d/version" % APP_PORT,
             "treazrisland_deployment_log": os.path.join(self.work, "deployment.log"),
             "treazrisland_config_bundle_password": "bundle-" + os.urandom(8).hex(),
             "treazrisland_assets_uri": "s3://%s" % ASSET_BUCKET,
@@ -125,7 +127,7 @@ class Site:
         """{host: the release its app says it runs} (the stand-in's /version)."""
         versions = {}
         for host in self.hosts.hosts:
-            with urllib.request.urlopen("http://%s:8080/version" % host.address, timeout=5) as answer:
+            with urllib.request.urlopen("http://%s:%d/version" % (host.address, APP_PORT), timeout=5) as answer:
                 versions[host.name] = json.load(answer)["version"]
         return versions
 
@@ -134,7 +136,7 @@ class Site:
         versions = {}
         for host in self.hosts.hosts:
             try:
-                with urllib.request.urlopen("http://%s:8080/version" % host.address, timeout=3) as answer:
+                with urllib.request.urlopen("http://%s:%d/version" % (host.address, APP_PORT), timeout=3) as answer:
                     versions[host.name] = json.load(answer)["version"]
             except OSError:
                 pass
@@ -167,10 +169,19 @@ class Site:
             shared = os.path.join(host.opt, os.path.relpath(self.base, "/opt"), "shared")
             os.makedirs(shared, exist_ok=True)
             with open(os.path.join(shared, ".env"), "w") as handle:
-                handle.write("# Treazrisland backend\nAPP_PORT=8080\nDATABASE_URL=%s\nJWT_SECRET=s3cret-%d\n"
-                             "OBJECT_STORAGE_BUCKET=assets\nLOG_LEVEL=info\n" % (
-                                 self.cluster.dsn(DATABASE, CONTROLLER_ADDRESS), number))
+                handle.write(self.env_text(number))
             os.chmod(os.path.join(shared, ".env"), 0o600)
+
+    def env_text(self, number):
+        """A host's backend .env: the keys the real backend requires, pointing at the sandbox's servers."""
+        return "\n".join([
+            "# Treazrisland backend", "NODE_ENV=production", "PORT=%d" % APP_PORT,
+            "DATABASE_URL=%s" % self.cluster.dsn(DATABASE, CONTROLLER_ADDRESS),
+            "JWT_SECRET=jwt-%d-%s" % (number, os.urandom(16).hex()),
+            "OBJECT_STORAGE_ENDPOINT=%s" % CONTROLLER_ADDRESS, "OBJECT_STORAGE_PORT=%d" % self.s3.port,
+            "OBJECT_STORAGE_USE_SSL=false", "OBJECT_STORAGE_ACCESS_KEY=%s" % self.s3.access_key,
+            "OBJECT_STORAGE_SECRET_KEY=%s" % self.s3.secret_key, "OBJECT_STORAGE_BUCKET=%s" % ASSET_BUCKET,
+            "LOG_LEVEL=info", ""])
 
     def inventory(self, **host_vars):
         """The hosts' inventory; the health gates give a stopping app 5 seconds."""

@@ -24,7 +24,7 @@ import shutil
 import tarfile
 import tempfile
 
-from ansible_collections.treazrisland.ops.plugins.module_utils import atomic, checksum
+from ansible_collections.treazrisland.ops.plugins.module_utils import atomic, checksum, runner
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
 
 STATE_FILE = ".deploy.json"
@@ -259,4 +259,39 @@ def release(params, check_mode):
 
 def release_info(params, check_mode):
     """The app_release_info module: read-only."""
-    return dict(Releases(params["base_dir"]).summary(), changed=False)
+    info = dict(Releases(params["base_dir"]).summary(), changed=False)
+    if params.get("restart_command") is not None:
+        info["restart_command_problem"] = restart_command_problem(params["restart_command"])
+    return info
+
+
+# systemctl verbs that act on the units named after them.
+_SYSTEMCTL_UNIT_VERBS = ("restart", "try-restart", "reload-or-restart", "try-reload-or-restart", "start", "reload")
+
+
+def restart_command_problem(argv):
+    """Why the restart command cannot work on this host, or None: its program is missing, or the unit is.
+
+    Treazrisland ships no systemd unit, so ``systemctl restart treazrisland-backend`` only works once the
+    operator has installed one; finding out in preflight costs nothing, finding out after the switch costs a
+    rollback.
+    """
+    if not argv:
+        return "the restart command is empty"
+    program = argv[0]
+    systemd = os.path.basename(program) == "systemctl"
+    advice = (": Treazrisland ships no systemd unit; install one (docs/examples/treazrisland-backend.service) "
+              "or set treazrisland_restart_command (docs/upgrade.md, Restarting the backend)") if systemd else ""
+    found = program if os.sep in program else shutil.which(program)
+    if not found or not os.access(found, os.X_OK):
+        return "restart command %s: %s not found on this host%s" % (" ".join(argv), program, advice)
+    if not systemd or len(argv) < 3 or argv[1] not in _SYSTEMCTL_UNIT_VERBS:
+        return None
+    missing = []
+    for unit in (arg for arg in argv[2:] if not arg.startswith("-")):
+        answer = runner.run([found, "show", "--property=LoadState", "--value", unit], timeout=30)
+        if answer.returncode != 0 or answer.stdout.strip() == "not-found":
+            missing.append(unit)
+    if missing:
+        return "restart command %s: no systemd unit %s on this host%s" % (" ".join(argv), ", ".join(missing), advice)
+    return None

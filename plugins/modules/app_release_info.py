@@ -30,6 +30,12 @@ options:
     description: The application's base directory, e.g. V(/opt/treazrisland).
     type: path
     required: true
+  restart_command:
+    description:
+      - The command (argument list) that will restart the application; when given, checked without running
+        it, see RV(restart_command_problem).
+    type: list
+    elements: str
 seealso:
   - module: treazrisland.ops.app_release
 """
@@ -63,6 +69,13 @@ releases:
   type: list
   elements: str
   sample: ["1.3.2", "1.4.0"]
+restart_command_problem:
+  description:
+    - Why O(restart_command) cannot work on this host, null when it can. Its program must exist; for
+      C(systemctl restart <unit>) the unit must be installed (Treazrisland ships none).
+  returned: when O(restart_command) is given
+  type: str
+  sample: "restart command systemctl restart treazrisland-backend: no systemd unit treazrisland-backend on this host: ..."
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -72,7 +85,9 @@ from ansible_collections.treazrisland.ops.plugins.module_utils.release import re
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(base_dir=dict(type="path", required=True)), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=dict(base_dir=dict(type="path", required=True), restart_command=dict(type="list", elements="str")),
+        supports_check_mode=True)
     run_module(module, release_info)
 
 

@@ -1,6 +1,6 @@
 """Restart the stand-in app of a host: the sandbox's "restart command" (systemctl restart elsewhere).
 
-    python3 appctl.py restart BASE_DIR PYTHON     stop the running app, start BASE_DIR/current/app.py
+    python3 appctl.py restart BASE_DIR PYTHON     stop the running app, start BASE_DIR/current/backend/app.py
     python3 appctl.py stop BASE_DIR
     python3 appctl.py maintenance BASE_DIR on|off   the maintenance hook: writes refused (503) while on
 """
@@ -29,9 +29,10 @@ def stop(base):
 
 
 def start(base, python):
-    current = os.path.join(base, "current")
+    # As the real backend is started: from its directory, where it reads .env (cd backend && node dist/src/index.js).
+    backend = os.path.join(base, "current", "backend")
     log = open(os.path.join(base, "shared", "app.log"), "a")  # pylint: disable=consider-using-with
-    process = subprocess.Popen([python, os.path.join(current, "app.py")], cwd=current, stdout=log, stderr=log,
+    process = subprocess.Popen([python, os.path.join(backend, "app.py")], cwd=backend, stdout=log, stderr=log,
                                stdin=subprocess.DEVNULL, start_new_session=True)
     with open(os.path.join(base, "shared", "app.pid"), "w") as handle:
         handle.write(str(process.pid))

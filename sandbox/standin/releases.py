@@ -1,9 +1,10 @@
 """Build the stand-in's release artifacts 1.4.0, 1.5.0 and a broken 1.6.0.
 
-Each artifact is what a Treazrisland release carries that the upgrade touches:
-the app, its VERSION, the keys it requires, a sample .env, Prisma-style
-migrations under backend/prisma/migrations and a frontend asset tree under
-frontend/dist.
+Laid out like a Treazrisland release where the upgrade touches it: the backend
+under backend/ (its app, which reads backend/.env from its working directory,
+its sparse sample backend/.env.example, the keys its code requires, Prisma
+migrations under backend/prisma/migrations), the VERSION at the top and the
+frontend asset tree under frontend/dist.
 
     1.4.0  3 migrations, 60 assets
     1.5.0  +3 migrations, a new env key (ROM_UPLOAD_LIMIT_MB), 10 assets changed, 5 added, 5 removed
@@ -39,14 +40,16 @@ MIGRATIONS = {
 }
 ORDER = ["1.4.0", "1.5.0", "1.6.0"]
 
-BASE_ENV = [
-    ("APP_PORT", "8080", "Port the backend listens on"),
-    ("DATABASE_URL", "postgresql://treazrisland:change-me@db:5432/treazrisland", "PostgreSQL connection"),
-    ("JWT_SECRET", "", "Secret for session tokens"),
-    ("OBJECT_STORAGE_BUCKET", "treazrisland-assets", "Bucket for ROMs and artwork"),
+# Like the real backend/.env.example, the sample lists a few keys only; the code requires more.
+SAMPLE_ENV = [
+    ("NODE_ENV", "development", "Runtime environment"),
+    ("PORT", "4000", "Port the backend listens on"),
     ("LOG_LEVEL", "info", "Log level"),
 ]
 NEW_KEY = ("ROM_UPLOAD_LIMIT_MB", "512", "Largest ROM upload accepted")
+# What the backend refuses to start without (the real one: "Invalid environment configuration").
+REQUIRED_ENV = ["NODE_ENV", "PORT", "JWT_SECRET", "DATABASE_URL", "OBJECT_STORAGE_ENDPOINT", "OBJECT_STORAGE_PORT",
+                "OBJECT_STORAGE_ACCESS_KEY", "OBJECT_STORAGE_SECRET_KEY", "OBJECT_STORAGE_BUCKET"]
 
 
 def assets(version):
@@ -70,18 +73,20 @@ def release_files(version, version_of=None, overrides=None):
     content = version_of or version
     files = {}
     with open(os.path.join(HERE, "app.py"), "rb") as handle:
-        files["app.py"] = handle.read()
+        files["backend/app.py"] = handle.read()
     files["VERSION"] = (version + "\n").encode()
-    keys = BASE_ENV + ([NEW_KEY] if content != "1.4.0" else [])
-    files[".env.example"] = "".join("# %s\n%s=%s\n" % (doc, key, default) for key, default, doc in keys).encode()
-    files["required-env.txt"] = ("\n".join(key for key, _default, _doc in keys) + "\n").encode()
+    keys = SAMPLE_ENV + ([NEW_KEY] if content != "1.4.0" else [])
+    files["backend/.env.example"] = "".join("# %s\n%s=%s\n" % (doc, key, default)
+                                            for key, default, doc in keys).encode()
+    required = REQUIRED_ENV + ([NEW_KEY[0]] if content != "1.4.0" else [])
+    files["backend/src/config/required-env.txt"] = ("\n".join(required) + "\n").encode()
     for release in ORDER[:ORDER.index(content) + 1]:
         for name, sql in MIGRATIONS[release]:
             files["backend/prisma/migrations/%s/migration.sql" % name] = (sql + "\n").encode()
     files["backend/prisma/migrations/migration_lock.toml"] = b'provider = "postgresql"\n'
     files.update(assets(content))
     if content == "1.6.0":
-        files["BROKEN"] = b"health turns degraded\n"
+        files["backend/BROKEN"] = b"health turns degraded\n"
     files.update(overrides or {})
     return files
 

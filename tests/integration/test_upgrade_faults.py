@@ -23,7 +23,7 @@ import pytest
 
 from helpers import REPO, deployed_site, finish_background, run_playbook
 from sandbox.sample_db import table_fingerprints
-from sandbox.site import APPCTL, PYTHON, RUNNER
+from sandbox.site import APP_PORT, APPCTL, PYTHON, RUNNER
 from sandbox.standin.releases import MIGRATIONS
 
 PLAYBOOKS = os.path.join(REPO, "playbooks")
@@ -189,7 +189,7 @@ def test_a_failed_migration_restores_and_names_the_tables_written_after_the_snap
 
 def post_user(address, email):
     """A write of live traffic through the stand-in app; its HTTP status, or None when nothing answered."""
-    request = urllib.request.Request("http://%s:8080/users" % address, data=json.dumps({"email": email}).encode(),
+    request = urllib.request.Request("http://%s:%d/users" % (address, APP_PORT), data=json.dumps({"email": email}).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=5) as answer:
