@@ -287,11 +287,12 @@ def restart_command_problem(argv):
         return "restart command %s: %s not found on this host%s" % (" ".join(argv), program, advice)
     if not systemd or len(argv) < 3 or argv[1] not in _SYSTEMCTL_UNIT_VERBS:
         return None
-    missing = []
     for unit in (arg for arg in argv[2:] if not arg.startswith("-")):
         answer = runner.run([found, "show", "--property=LoadState", "--value", unit], timeout=30)
-        if answer.returncode != 0 or answer.stdout.strip() == "not-found":
-            missing.append(unit)
-    if missing:
-        return "restart command %s: no systemd unit %s on this host%s" % (" ".join(argv), ", ".join(missing), advice)
+        if answer.returncode != 0:
+            why = (answer.stderr or "").strip().splitlines() or ["exit status %d" % answer.returncode]
+            return "restart command %s: systemctl cannot tell whether unit %s exists (%s)%s" % (
+                " ".join(argv), unit, why[0], advice)
+        if answer.stdout.strip() == "not-found":
+            return "restart command %s: no systemd unit %s on this host%s" % (" ".join(argv), unit, advice)
     return None

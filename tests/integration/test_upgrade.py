@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import threading
+import time
 
 import pytest
 
 from helpers import REPO, deployed_site, run_playbook
+from sandbox.hosts import CONTROLLER_ADDRESS
 from sandbox.sample_db import table_fingerprints
 from sandbox.standin.releases import MIGRATIONS, release_files
 
@@ -90,28 +94,51 @@ def test_asset_sync_failing_rolls_everything_back(site):
     assert site.assets() == release_assets("1.4.0")
 
 
-def test_second_deploy_batch_failing_its_health_gate_rolls_everything_back(site):
-    # app2 (the second batch, serial 1) will answer HTTP 200 with status "degraded" once it runs 1.5.0.
-    app2_env = os.path.join(site.hosts.hosts[1].opt, os.path.relpath(site.base, "/opt"), "shared", ".env")
-    with open(app2_env, "a") as handle:
-        handle.write("DEGRADED_VERSIONS=1.5.0\n")
+def test_object_storage_lost_at_the_health_gate_is_named_and_the_rollback_finishes_once_it_is_back(site):
+    """The S3 server stops as app2's batch starts: app2's gate names objectStorage and its error (the backend
+    answers HTTP 200, "degraded"). The automatic rollback cannot put the assets back nor pass its own gate
+    without the bucket, says so and gives the command; once the bucket is back, that command finishes it."""
     before, env_before = fingerprints(site), env_files(site)
+    known = {record["id"] for record in site.runs()}
+    s3_stopped = threading.Event()
+
+    def stop_s3_when_app2_deploys():
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not s3_stopped.is_set():
+            fresh = [record for record in site.runs() if record["id"] not in known]
+            if fresh and any(phase["name"] == "deploy app2" for phase in fresh[-1].get("phases", [])):
+                site.s3.kill()
+                s3_stopped.set()
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=stop_s3_when_app2_deploys, daemon=True)
+    watcher.start()
     try:
         run = upgrade(site, "1.5.0", hosts_inventory=site.inventory(app2={"deploy_health_retries": 2}))
-        assert run.returncode != 0
-        assert ("The upgrade to 1.5.0 failed at app2: Say why the application is not healthy: app2 is not healthy at "
-                "http://127.0.0.1:8080/health after 2 tries: ['degraded on purpose on this host (DEGRADED_VERSIONS)']"
-                in run.output), run.output
-        assert "Rolled back to 1.4.0" in run.output
-        assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")
-        assert fingerprints(site) == before
-        assert env_files(site) == env_before
-        assert site.assets() == release_assets("1.4.0")
     finally:
-        with open(app2_env, "rb") as handle:
-            content = handle.read()
-        with open(app2_env, "wb") as handle:
-            handle.write(content.replace(b"DEGRADED_VERSIONS=1.5.0\n", b""))
+        stopped_by_watcher = s3_stopped.is_set()
+        s3_stopped.set()
+        watcher.join()
+        if site.s3.process is None:
+            site.s3.restart()  # the bucket comes back, whatever happened
+    assert stopped_by_watcher, run.output
+    assert run.returncode != 0
+    assert ("The upgrade to 1.5.0 failed at app2: Wait until the application reports healthy: not healthy at "
+            "http://127.0.0.1:4000/health after 2 tries in ") in run.output, run.output
+    assert ('HTTP 200, status "degraded"; objectStorage down: connect ECONNREFUSED %s:%d'
+            % (CONTROLLER_ADDRESS, site.s3.port)) in run.output, run.output
+    assert "Rollback INCOMPLETE" in run.output, run.output
+    assert "Finish with: ansible-playbook playbooks/rollback.yml -i " in run.output, run.output
+
+    # The bucket is back (site.s3.restart() above): the operator runs the command the message gave.
+    finish = run_playbook(os.path.join(PLAYBOOKS, "rollback.yml"), inventory=site.inventory(),
+                          extra_vars=site.variables)
+    assert finish.returncode == 0, finish.output
+    assert "Rolled back to 1.4.0" in finish.output
+    assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")
+    assert fingerprints(site) == before
+    assert env_files(site) == env_before
+    assert site.assets() == release_assets("1.4.0")
 
 
 def test_restore_playbook_restores_a_restore_point_and_migrates_up_to_a_version(site):
@@ -142,12 +169,24 @@ def test_preflight_reports_every_access_problem_together(site, tmp_path):
     play.write_text(json.dumps([{"name": "preflight", "hosts": "localhost", "gather_facts": False,
                                  "roles": ["treazrisland.ops.preflight"]}]))
     wrong = site.cluster.dsn("treazrisland").replace(site.cluster.password, "wrong-password")
+    # No restart command given: the default, systemctl restart treazrisland-backend, for a unit nobody installed.
+    variables = {key: value for key, value in site.release_vars("1.5.0").items() if key != "treazrisland_restart_command"}
+    runs_before = site.runs()
     run = run_playbook(str(play), inventory=str(broken_inventory), extra_vars=dict(
-        site.release_vars("1.5.0"), treazrisland_database_url=wrong, treazrisland_s3_secret_key="wrong-s3-key"))
+        variables, treazrisland_database_url=wrong, treazrisland_s3_secret_key="wrong-s3-key"))
     assert run.returncode != 0
     message = [r for r in run.results if r["task"] == "Report every access problem together"][0]["result"]["msg"]
-    assert message.startswith("preflight found 3 problem(s): ghost: Task failed: Data could not be sent to remote "
+    assert message.startswith("preflight found 6 problem(s): ghost: Task failed: Data could not be sent to remote "
                               "host \"%s\"." % ghost)
+    advice = (": Treazrisland ships no systemd unit; install one (docs/examples/treazrisland-backend.service) or set "
+              "treazrisland_restart_command (docs/upgrade.md, Restarting the backend)")
+    for host in sorted(ALL):
+        # This machine has systemctl but no systemd running: it cannot even tell whether the unit exists.
+        assert re.search("; %s: restart command systemctl restart treazrisland-backend: (systemctl not found on this "
+                         "host|systemctl cannot tell whether unit treazrisland-backend exists \\(.+\\)|no systemd "
+                         "unit treazrisland-backend on this host)%s" % (host, re.escape(advice)), message), message
+    assert site.runs() == runs_before  # nothing started, nothing locked
+    assert not os.path.exists(os.path.join(site.variables["treazrisland_backup_dir"], "runs", "lock.json"))
     assert "; object storage: " in message and "wrong-s3-key" not in run.output
     assert "; database: cannot connect to postgres@127.0.0.1:%d/treazrisland: " % site.cluster.port in message
     assert 'password authentication failed for user "postgres"' in message
