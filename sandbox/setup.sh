@@ -46,6 +46,27 @@ if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$wanted" ]; then
   echo "$wanted" > .venv/.requirements.sha256
 fi
 
+# Node's own dotenv parsers, the ones Treazrisland reads its .env with, at the exact versions of
+# tests/node/package-lock.json (dotenv 8.6.0, dotenv 16, dotenv-flow 3.3.0): the configuration tests
+# read the files config_apply writes with them. Debian's nodejs and npm only when no node/npm is there.
+node_missing=()
+command -v node >/dev/null || node_missing+=(nodejs)
+command -v npm >/dev/null || node_missing+=(npm)
+if [ ${#node_missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${node_missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${node_missing[@]}"
+fi
+wanted=$(cat tests/node/package.json tests/node/package-lock.json | sha256sum | cut -d' ' -f1)
+if [ "$(cat .build/node/.lock.sha256 2>/dev/null)" != "$wanted" ]; then
+  echo "setup: installing the Node dotenv parsers from tests/node/package-lock.json"
+  rm -rf .build/node
+  mkdir -p .build/node
+  cp tests/node/package.json tests/node/package-lock.json .build/node/
+  npm ci --prefix .build/node --ignore-scripts --no-audit --no-fund --loglevel=error
+  echo "$wanted" > .build/node/.lock.sha256
+fi
+
 # Ansible finds the collection through .build/collections (ANSIBLE_COLLECTIONS_PATH).
 mkdir -p .build/collections/ansible_collections/treazrisland
 ln -sfn ../../../.. .build/collections/ansible_collections/treazrisland/ops

@@ -11,6 +11,11 @@ prefixes) stays as it was.
 
 Values are the raw values the file holds: ``${VAR}`` references are compared
 and kept as written, never expanded.
+
+A value is written for the parser of the application that reads the file (the
+syntax): ``python_dotenv`` uses python-dotenv's escapes; ``node_dotenv`` only
+forms that Node's dotenv 8 and 16 and python-dotenv all read as the same string,
+since Node's dotenv keeps python-dotenv's escapes as literal backslashes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from __future__ import annotations
 import re
 import traceback
 
+from ansible_collections.treazrisland.ops.plugins.module_utils.config_node_dotenv import (
+    JS_WHITESPACE, parse_dotenv8, parse_dotenv16,
+)
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
 
 try:
@@ -42,6 +50,17 @@ _INLINE_COMMENT = re.compile(r"\s+#")
 # a comment, an escape, an interpolation or the end of the value.
 _BARE_SAFE = re.compile(r"[A-Za-z0-9_./:@,+=%~^*?!\[\]{}-]+")
 _DOUBLE_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+# The parser the application reads the file with (config_apply's env_syntax).
+NODE_DOTENV = "node_dotenv"
+PYTHON_DOTENV = "python_dotenv"
+ENV_SYNTAXES = (NODE_DOTENV, PYTHON_DOTENV)
+# Never readable by Node's dotenv 8: it splits lines at a CR, and its "." stops at U+2028/U+2029.
+_NODE_NEVER = ("\r", "\u2028", "\u2029")
+_QUOTE_CHARS = "'\"`"
+# A backslash in a double-quoted value that python-dotenv (\\ \' \" \a \b \f \n \r \t \v) or Node's dotenv
+# (\n, \r) would unescape, one before a newline (written as \n), or one at the end.
+_UNESCAPED_BY_SOME = re.compile(r"\\(?:[\\'\"abfnrtv\n]|\Z)")
 
 
 def require_dotenv():
@@ -124,20 +143,34 @@ class EnvFile:
             return "".join(lines)
         return ""
 
-    def set(self, key, value):
-        """Give key a new value in place (its last binding), keeping its quoting style where the value allows."""
-        for entry in reversed(self.entries):
-            if entry.key == key:
+    def set(self, key, value, syntax=PYTHON_DOTENV):
+        """Give key a new value in place (its last binding), keeping its quoting style where the value allows.
+
+        For node_dotenv the binding loses ``export`` and its inline comment goes to the line above
+        (see _node_binding). Unrepresentable when syntax cannot hold the value; nothing changes then.
+        """
+        for index in range(len(self.entries) - 1, -1, -1):
+            entry = self.entries[index]
+            if entry.key != key:
+                continue
+            if syntax == NODE_DOTENV:
+                comment, entry.text = _node_binding(entry.text, key, value)
+                if comment:
+                    self.entries.insert(index, Entry(None, None, comment, entry.line))
+            else:
                 entry.text = _replace_value(entry.text, value)
-                entry.value = value
-                return
+            entry.value = value
+            return
         raise KeyError(key)
 
-    def append(self, key, value, comment="", text=None):
-        """Add a binding at the end, after an optional comment; ``text`` is a ready-made line to use as is."""
+    def append(self, key, value, comment="", text=None, syntax=PYTHON_DOTENV):
+        """Add a binding at the end, after an optional comment; ``text`` is a ready-made line to use as is.
+
+        Unrepresentable when syntax cannot hold the value; nothing changes then.
+        """
+        line = text if text is not None else "%s=%s" % (key, quote_value(value, syntax))
         if self.entries and not self.entries[-1].text.endswith(("\n", "\r")):
             self.entries[-1].text += "\n"
-        line = text if text is not None else "%s=%s" % (key, quote_value(value))
         line = line.strip("\r\n") + "\n"
         if comment:
             self.entries.append(Entry(None, None, comment if comment.endswith("\n") else comment + "\n", 0))
@@ -179,6 +212,17 @@ class EnvFile:
         return "".join(out)
 
 
+def readers(syntax):
+    """[(name, parse)] of the parsers that must all read a file written for syntax as intended.
+
+    ``parse`` takes the file's text and returns {key: value}, a key set twice with its last value.
+    """
+    python = ("python-dotenv", lambda text: EnvFile.parse(text).values())
+    if syntax == NODE_DOTENV:
+        return [python, ("Node's dotenv 16", parse_dotenv16), ("Node's dotenv 8 (dotenv-flow 3)", parse_dotenv8)]
+    return [python]
+
+
 def _after_blank_line(text):
     """Whether a statement's text starts with a line break (python-dotenv puts blank lines in front of it)."""
     return bool(_NEWLINE.search(re.match(r"\s*", text).group(0)))
@@ -190,19 +234,79 @@ def _leading_newlines(text):
     return len(_NEWLINE.findall(lead))
 
 
-def quote_value(value):
-    """How a new value is written: bare when safe, else single quotes, else double quotes with escapes."""
+class Unrepresentable(ValueError):
+    """No form of the value reads back exactly under the target parser (the value is never in the message)."""
+
+
+def quote_value(value, syntax=PYTHON_DOTENV):
+    """How a new value is written for syntax; Unrepresentable when the syntax cannot hold it."""
+    if syntax == NODE_DOTENV:
+        return node_form(value)
     if value == "":
         return ""
     if _BARE_SAFE.fullmatch(value):
         return value
     if not any(char in value for char in "'\\\n\r"):
         return "'%s'" % value
+    return _python_double_quoted(value)
+
+
+def node_form(value, style=""):
+    """The value written so that Node's dotenv 8 and 16 and python-dotenv all read exactly value.
+
+    ``style`` (a quote char) is tried first when allowed, to keep an existing line's quoting; then
+    bare, single quotes, double quotes, in that order. Raises Unrepresentable when none fits.
+    """
+    if any(char in value for char in _NODE_NEVER):
+        raise Unrepresentable()
+    forms = {"": _node_bare, "'": _node_single_quoted, '"': _node_double_quoted}
+    for name in dict.fromkeys((style, "", "'", '"')):
+        written = forms[name](value)
+        if written is not None:
+            return written
+    raise Unrepresentable()
+
+
+def _blank(char):
+    """Whitespace to any of the three parsers: each trims an unquoted value with its own idea of it."""
+    return char.isspace() or char in JS_WHITESPACE
+
+
+def _node_bare(value):
+    # Unquoted: all three trim it, dotenv 16 and python-dotenv end it at a #, a leading quote
+    # makes it a quoted value, and python-dotenv's dotenv_values() expands ${...}.
+    if value == "":
+        return ""
+    if value[0] in _QUOTE_CHARS or _blank(value[0]) or _blank(value[-1]):
+        return None
+    if any(char in value for char in "#\n") or "${" in value:
+        return None
+    return value
+
+
+def _node_single_quoted(value):
+    # Nothing is unescaped by Node inside single quotes; python-dotenv unescapes \\ and \', and a
+    # trailing backslash would escape the closing quote for python-dotenv and dotenv 16.
+    if any(char in value for char in "'\n") or "\\\\" in value or value.endswith("\\"):
+        return None
+    return "'%s'" % value
+
+
+def _node_double_quoted(value):
+    # Inside double quotes the only escape all three read alike is \n (a newline is written so). A
+    # backslash stands for itself everywhere only before a character none of them unescapes, and
+    # not at the end (it would escape the closing quote); ${...} is left to single quotes.
+    if '"' in value or _UNESCAPED_BY_SOME.search(value) or "${" in value:
+        return None
+    return '"%s"' % value.replace("\n", "\\n")
+
+
+def _python_double_quoted(value):
     return '"%s"' % "".join(_DOUBLE_ESCAPES.get(char, char) for char in value)
 
 
 def _replace_value(text, value):
-    """The binding text with its value token replaced; export, key, spacing and comment kept."""
+    """The binding text with its value token replaced; export, key, spacing and comment kept (python_dotenv)."""
     head = _HEAD.match(text)
     rest = text[head.end():]
     token_end, style = _value_token(rest, head.group("eq"))
@@ -211,10 +315,34 @@ def _replace_value(text, value):
     if style == "'" and not any(char in value for char in "'\\\n\r"):
         new = "'%s'" % value
     elif style == '"':
-        new = '"%s"' % "".join(_DOUBLE_ESCAPES.get(char, char) for char in value)
+        new = _python_double_quoted(value)
     else:
         new = quote_value(value)
     return text[:head.end()] + new + rest[token_end:]
+
+
+def _node_binding(text, key, value):
+    """(comment, binding) replacing a binding's text so that Node's dotenv 8 reads the new value.
+
+    The quoting style is kept where the value allows. dotenv 8 reads everything after ``=`` as the
+    value and skips ``export`` lines, so an inline comment moves to a line of its own above the
+    binding (returned as comment, "" when none), ``export`` and quotes around the key go.
+    """
+    head = _HEAD.match(text)
+    rest = text[head.end():]
+    token_end, style = _value_token(rest, head.group("eq"))
+    trailer = rest[token_end:]
+    newline = _NEWLINE.search(trailer)
+    newline = newline.group(0) if newline else ""
+    comment = trailer.strip()
+    lead = head.group("lead")
+    breaks = list(_NEWLINE.finditer(lead))
+    cut = breaks[-1].end() if breaks else 0
+    before_line, indent = lead[:cut], lead[cut:]  # blank lines above it, and the binding's own indentation
+    binding = "%s%s%s%s%s" % (indent, key, head.group("eq"), node_form(value, style), newline)
+    if comment:
+        return before_line + indent + comment + (newline or "\n"), binding
+    return "", before_line + binding
 
 
 def _value_token(rest, equals):

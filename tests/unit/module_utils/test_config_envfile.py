@@ -7,7 +7,9 @@ import io
 import pytest
 from dotenv import dotenv_values
 
-from ansible_collections.treazrisland.ops.plugins.module_utils.config_envfile import EnvFile, quote_value
+from ansible_collections.treazrisland.ops.plugins.module_utils.config_envfile import (
+    NODE_DOTENV, PYTHON_DOTENV, EnvFile, Unrepresentable, quote_value, readers,
+)
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
 
 TRICKY = (
@@ -131,3 +133,48 @@ def test_redacted_hides_secret_bindings_and_url_passwords():
     shown = envfile.redacted(lambda key: "SECRET" in key, lambda key: "<secret>",
                              lambda text: text.replace("hunter22", "********"))
     assert shown == "JWT_SECRET=<secret>\nREDIS_URL=redis://:********@cache:6379\nPORT=1\n"
+
+
+def test_node_dotenv_set_writes_lines_every_parser_reads_alike_and_leaves_the_rest():
+    envfile = EnvFile.parse(TRICKY, "tricky.env")
+    before = {name: read(TRICKY) for name, read in readers(NODE_DOTENV)}
+    new = {"PORT": "4000", "JWT_SECRET": "new # secret", "NODE_ENV": "it's", "MULTI": "one\nthree",
+           "QUOTED_KEY": "2", "ESCAPED": "C:\\dir"}
+    for key, value in new.items():
+        envfile.set(key, value, NODE_DOTENV)
+    text = envfile.render()
+    # dotenv 8 has no inline comment (it moves above) and no export; quoting kept where the value allows.
+    assert "\n# inline comment\nPORT = 4000\n" in text
+    assert "\nJWT_SECRET='new # secret'\n" in text
+    assert text.startswith("\ufeff# Treazrisland\nNODE_ENV=it's\n")
+    assert '\nMULTI="one\\nthree"\n' in text
+    assert "\nQUOTED_KEY=2\n" in text
+    assert '\nESCAPED="C:\\dir"\n' in text
+    for name, read in readers(NODE_DOTENV):
+        after = read(text)
+        for key in new:
+            assert after[key] == new[key], (name, key)
+        for key in ("DATABASE_URL", "EMPTY", "HASH", "CRLF", "LAST"):
+            assert after.get(key) == before[name].get(key), (name, key)
+
+
+def test_node_dotenv_set_keeps_blank_lines_and_indentation_and_refuses_without_a_change():
+    envfile = EnvFile.parse("A=1\n\n  KEY=old   # why\nB=2\n", "x.env")
+    envfile.set("KEY", "new", NODE_DOTENV)
+    assert envfile.render() == "A=1\n\n  # why\n  KEY=new\nB=2\n"
+    with pytest.raises(Unrepresentable):
+        envfile.set("B", "a\rb", NODE_DOTENV)
+    with pytest.raises(Unrepresentable):
+        envfile.append("C", "'both\" quotes'", syntax=NODE_DOTENV)
+    assert envfile.render() == "A=1\n\n  # why\n  KEY=new\nB=2\n"
+    envfile.append("C", "back\\\\slash", syntax=NODE_DOTENV)
+    envfile.append("D", "a\"b'c", syntax=NODE_DOTENV)
+    assert envfile.render().endswith("B=2\nC=back\\\\slash\nD=a\"b'c\n")
+
+
+def test_python_dotenv_syntax_keeps_python_dotenv_escapes():
+    envfile = EnvFile.parse("A=1\n", "x.env")
+    envfile.append("B", "a\"b'c", syntax=PYTHON_DOTENV)
+    envfile.append("C", "back\\slash", syntax=PYTHON_DOTENV)
+    assert envfile.render() == "A=1\nB=\"a\\\"b'c\"\nC=\"back\\\\slash\"\n"
+    assert [name for name, _read in readers(PYTHON_DOTENV)] == ["python-dotenv"]
