@@ -24,7 +24,9 @@ from ansible_collections.treazrisland.ops.plugins.module_utils.checksum import s
 from ansible_collections.treazrisland.ops.plugins.module_utils.config_compare import (
     SECRET, SECRET_CHANGED, SecretPolicy, compare, find_references, leaf_text, load_sample, redacted_lines,
 )
-from ansible_collections.treazrisland.ops.plugins.module_utils.config_envfile import EnvFile
+from ansible_collections.treazrisland.ops.plugins.module_utils.config_envfile import (
+    ENV_SYNTAXES, NODE_DOTENV, PYTHON_DOTENV, EnvFile, Unrepresentable, readers,
+)
 from ansible_collections.treazrisland.ops.plugins.module_utils.config_sources import (
     SOURCE_TYPES, Connection, expand, identity, label, open_source, section_values,
 )
@@ -57,6 +59,9 @@ BUNDLE_PASSWORD_ARGUMENT_SPEC = dict(
     bundle_password=dict(type="str", no_log=True),
     bundle_password_file=dict(type="path", no_log=False),
 )
+
+# The parser of the application that reads the env file config_apply writes.
+ENV_SYNTAX_OPTION = dict(type="str", choices=list(ENV_SYNTAXES), default=NODE_DOTENV)
 
 SAMPLE_ARGUMENT_SPEC = dict(
     sample=dict(type="path"),
@@ -207,6 +212,7 @@ def _keep_backups(value):
 def _bring_in_line(params, check_mode, connection):
     """Add the sample's new keys, set given values, remove deprecated keys no longer referenced."""
     is_secret = connection.is_secret
+    syntax = params.get("env_syntax") or NODE_DOTENV
     source = _one_source(params["source"])
     handler = open_source(source, connection)
     snapshot = handler.read()
@@ -221,7 +227,8 @@ def _bring_in_line(params, check_mode, connection):
     if missing_secrets:
         raise OpsError("no value given for the new secret key(s) %s: a sample's placeholder is never written for "
                        "a secret; set them in values" % ", ".join(missing_secrets))
-    updated = [key for key in values if key in live and live[key] != values[key]]
+    misread = _misread(snapshot, values, syntax)
+    updated = [key for key in values if key in live and (live[key] != values[key] or key in misread)]
     rotated = [key for key in updated if is_secret(key)]
     if rotated and not params.get("bundle"):
         raise OpsError("changing the secret(s) %s needs bundle: the previous values are kept there for rollback"
@@ -236,7 +243,7 @@ def _bring_in_line(params, check_mode, connection):
     for key in updated + added:
         new_values[key] = values[key] if key in values else sample[key]
     if snapshot.envfile is not None:
-        new_state = _edited_envfile(snapshot, source["path"], new_values, sample_env, added, updated, removed)
+        new_state = _edited_envfile(snapshot, source["path"], new_values, sample_env, added, updated, removed, syntax)
         changed = new_state.render() != snapshot.section["content"]
     else:
         new_state = new_values
@@ -267,28 +274,84 @@ def _bring_in_line(params, check_mode, connection):
     return result
 
 
-def _edited_envfile(snapshot, path, new_values, sample_env, added, updated, removed):
-    """The live env file with keys set, removed and added, every other line untouched."""
+def _misread(snapshot, values, syntax):
+    """Keys of values that one of the syntax's parsers reads from the live env file otherwise than given.
+
+    python-dotenv's reading is the live value; for node_dotenv, Node's dotenv may read the same line
+    differently (an inline comment or an escape kept, an ``export`` line skipped): such a key is
+    rewritten even though python-dotenv already reads the value given.
+    """
+    if snapshot.envfile is None or not values:
+        return set()
+    misread = set()
+    for _name, read in readers(syntax):
+        parsed = read(snapshot.section["content"])
+        misread.update(key for key, value in values.items() if parsed.get(key) != value)
+    return misread
+
+
+def _edited_envfile(snapshot, path, new_values, sample_env, added, updated, removed, syntax):
+    """The live env file with keys set, removed and added, every other line untouched.
+
+    Each value is written for syntax; keys whose value it cannot hold fail the run together, before
+    anything is written.
+    """
     invalid = [key for key in added if not _ENV_KEY.fullmatch(key)]
     if invalid:
         raise OpsError("%s cannot be written to an env file: not a valid key name" % ", ".join(invalid))
-    edited = EnvFile.parse(snapshot.section["content"], path)
+    original = snapshot.section["content"]
+    parsers = readers(syntax)
+    edited = EnvFile.parse(original, path)
+    unwritable = []
     for key in updated:
-        edited.set(key, new_values[key])
+        try:
+            edited.set(key, new_values[key], syntax)
+        except Unrepresentable:
+            unwritable.append(key)
     for key in removed:
         edited.remove(key)
     documented = sample_env.values() if sample_env is not None else {}
     for key in added:
         comment = sample_env.comment_above(key) if key in documented else ""
+        line = None
         if documented.get(key) == new_values[key]:
-            # The sample's own line: its quoting and ${VAR} references stay as documented.
-            edited.append(key, new_values[key], comment, text=sample_env.binding_text(key))
-        else:
-            edited.append(key, new_values[key], comment)
-    # Read the edited text back as the next reader will: what is written must mean what was meant.
-    if EnvFile.parse(edited.render(), path + " (edited)").values() != new_values:
-        raise OpsError("refusing to write %s: the edited file would not read back as intended" % path)
+            line = sample_env.binding_text(key)
+            if not all(read(line + "\n").get(key) == new_values[key] for _name, read in parsers):
+                line = None  # the sample's line reads otherwise under the target parser: written afresh
+        try:
+            # The sample's own line when it fits: its quoting and ${VAR} references stay as documented.
+            edited.append(key, new_values[key], comment, text=line, syntax=syntax)
+        except Unrepresentable:
+            unwritable.append(key)
+    if unwritable:
+        raise OpsError("%s: the value of %s cannot be written so that %s reads it exactly as given (env_syntax "
+                       "%s; see the option's documentation for the values it can hold); nothing was written"
+                       % (path, ", ".join(unwritable), _READER_OF[syntax], syntax))
+    _check_reads_back(original, edited.render(), path, new_values, updated + added, removed, parsers)
     return edited
+
+
+_READER_OF = {NODE_DOTENV: "Node's dotenv", PYTHON_DOTENV: "python-dotenv"}
+
+
+def _check_reads_back(original, text, path, new_values, written, removed, parsers):
+    """Read the edited text back as each target parser will: what is written must mean what was meant.
+
+    Written keys must read as their new value, removed keys not at all, and every other key as that
+    parser read it before the edit. Keys python-dotenv does not know are not compared: Node's dotenv 8
+    may take a line inside a multi-line value for a binding of its own.
+    """
+    compared = set(new_values) | set(EnvFile.parse(original, path).values())
+    for name, read in parsers:
+        expected = dict(read(original))
+        for key in removed:
+            expected.pop(key, None)
+        expected.update((key, new_values[key]) for key in written)
+        after = read(text)
+        wrong = sorted(key for key in compared if expected.get(key) != after.get(key))
+        if wrong:
+            raise OpsError("refusing to write %s: %s would read %s otherwise than intended; nothing was written"
+                           % (path, name, ", ".join(wrong)))
 
 
 def _keep_in_bundle(path, password, snapshot, check_mode):

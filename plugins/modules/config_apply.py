@@ -21,10 +21,11 @@ description:
     the files that still reference a key are returned in RV(kept_deprecated).
   - O(values) also sets existing keys; for a secret that is the rotation step, done before the code deploy. Its
     previous value is kept in O(bundle) (required then) for the rollback.
-  - Env files are edited line by line with python-dotenv's parser, so comments, order, quoting and C(export)
-    prefixes of untouched lines stay byte for byte. The file is replaced atomically with its mode and owner,
-    after a copy of the previous file (O(backup)); then the file's older copies beyond the newest
-    O(keep_backups) are removed.
+  - Env files are read with python-dotenv's parser and edited line by line, so comments, order, quoting and
+    C(export) prefixes of untouched lines stay byte for byte. Each value written is written for the parser
+    the application reads the file with (O(env_syntax)), and the edited text is read back with that parser
+    before anything is written. The file is replaced atomically with its mode and owner, after a copy of the
+    previous file (O(backup)); then the file's older copies beyond the newest O(keep_backups) are removed.
   - With O(state=restored), puts every section of a bundle written by M(treazrisland.ops.config_capture) back
     into its source (env files byte for byte with their mode and owner). The bundle is decrypted and all its
     checksums verified first; a wrong password or a checksum mismatch fails before anything is restored.
@@ -86,6 +87,33 @@ options:
       - Keys to set, whatever the sample says; values of new keys, and new values of existing ones (rotation).
       - Never logged.
     type: dict
+  env_syntax:
+    description:
+      - The parser of the application that reads the env file; each value written (a new key's, a changed
+        key's, a rotated secret's) is written so that this parser reads exactly the value given. Env files
+        only; other sources take values as they are.
+      - V(node_dotenv) is Treazrisland's (dotenv-flow 3.3 over Node's dotenv 8.6; newer releases dotenv 16).
+        Node's dotenv keeps backslashes as written, so python-dotenv's escapes (V(K="a\\"b")) would reach the
+        application altered. A value is written in a form that dotenv 8, dotenv 16 and python-dotenv all read
+        as exactly that string; the first that fits of
+      - bare (V(K=value)), when it does not start with a quote (C('), C("), C(`)) or whitespace, does not end
+        with whitespace, and has no C(#), newline or C(${);
+      - single quotes, when it has no C('), no newline, no two backslashes in a row and no backslash at the end;
+      - double quotes, a newline written as C(\n), when it has no C("), no C(${), and no backslash before
+        C(\), C('), C("), C(a), C(b), C(f), C(n), C(r), C(t), C(v), before a newline or at the end.
+      - A value with a carriage return, U+2028 or U+2029, or that fits none of the forms, fails the task naming
+        its key (never the value), and nothing is written.
+      - A line changed in place keeps its quoting when the value fits it. As dotenv 8 has neither inline
+        comments nor C(export), such a line loses C(export), and its inline comment moves to a line of its
+        own right above it.
+      - Keys given in O(values) that Node's dotenv reads otherwise than python-dotenv on the live file (say
+        an C(export) line, or an inline comment that dotenv 8 takes as part of the value) are rewritten even
+        when python-dotenv already reads the value given.
+      - V(python_dotenv) writes with python-dotenv's escapes, for applications that read the file with
+        python-dotenv or a parser with the same escapes.
+    type: str
+    choices: [node_dotenv, python_dotenv]
+    default: node_dotenv
   remove_deprecated:
     description:
       - Remove the keys the sample no longer has, each only when no file under O(release_path) mentions it
@@ -142,6 +170,15 @@ EXAMPLES = r"""
     sample: /opt/treazrisland/releases/1.5.0/.env.example
     values:
       SESSION_SIGNING_SECRET: "{{ vault_session_signing_secret }}"
+
+- name: An application that reads its .env with python-dotenv
+  treazrisland.ops.config_apply:
+    source:
+      type: env_file
+      path: /etc/worker/.env
+    values:
+      WORKER_GREETING: 'say "hi"'
+    env_syntax: python_dotenv
 
 - name: Remove deprecated keys that 1.5.0 no longer references
   treazrisland.ops.config_apply:
@@ -253,7 +290,8 @@ created_at:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.treazrisland.ops.plugins.module_utils.config import (
-    BUNDLE_PASSWORD_ARGUMENT_SPEC, CONNECTION_ARGUMENT_SPEC, SAMPLE_ARGUMENT_SPEC, SOURCE_OPTIONS, apply,
+    BUNDLE_PASSWORD_ARGUMENT_SPEC, CONNECTION_ARGUMENT_SPEC, ENV_SYNTAX_OPTION, SAMPLE_ARGUMENT_SPEC, SOURCE_OPTIONS,
+    apply,
 )
 from ansible_collections.treazrisland.ops.plugins.module_utils.module import run_module
 
@@ -266,6 +304,7 @@ def main():
         state=dict(type="str", choices=["present", "restored"], default="present"),
         source=dict(type="dict", options=SOURCE_OPTIONS),
         values=dict(type="dict", no_log=True),
+        env_syntax=ENV_SYNTAX_OPTION,
         remove_deprecated=dict(type="bool", default=False),
         release_path=dict(type="path"),
         backup=dict(type="bool", default=True),

@@ -263,9 +263,11 @@ def test_rotation_keeps_the_previous_secret_in_the_bundle_for_rollback(tmp_path)
     assert refused["msg"] == "changing the secret(s) JWT_SECRET needs bundle: the previous values are kept there for rollback"
     assert rotated["changed"] is True and rotated["updated"] == ["JWT_SECRET"] and rotated["bundle_saved"] is True
     assert again["changed"] is False and again["bundle_saved"] is False
-    assert "-JWT_SECRET=<secret>\n+JWT_SECRET=<secret, changed>" in run.output
-    # Only the value changed: quoting, spacing and the comment of the line stay.
-    assert live.read_text() == LIVE.replace(SECRETS["JWT_SECRET"], ROTATED_JWT)
+    assert "-JWT_SECRET=<secret>\n+# rotated 2026-01-10\n+JWT_SECRET=<secret, changed>" in run.output
+    # Only that line changed. Node's dotenv 8 would read its inline comment as part of the secret, so the
+    # comment moved to a line of its own above it.
+    assert live.read_text() == LIVE.replace("JWT_SECRET=%s  # rotated 2026-01-10" % SECRETS["JWT_SECRET"],
+                                            "# rotated 2026-01-10\nJWT_SECRET=%s" % ROTATED_JWT)
     assert_never_shown(run.output, run.results)
 
     run = run_module("config_apply", {"state": "restored", "bundle": str(bundle), "bundle_password": BUNDLE_PASSWORD})
@@ -341,3 +343,4 @@ def test_apply_and_restore_keep_only_the_newest_backups_of_their_own_file(tmp_pa
     assert open(kept_all["backup_file"]).read() == versions[0]
     for name, text in unrelated.items():
         assert (etc / name).read_text() == text
+
