@@ -170,18 +170,28 @@ def diff(params, check_mode, connection):
     source = _one_source(params["source"])
     live = open_source(source, connection).read().values
     comparison = compare(sample, live, is_secret, previous)
+    # Keys the sample lacks but the release's code uses are required, not removed: they stay.
+    required = _required_unlisted(params.get("release_path"), comparison["removed"])
+    comparison["removed"] = [key for key in comparison["removed"] if key not in required]
     in_sync = not any(comparison.values())
     summary = ", ".join("%d %s" % (len(keys), kind.replace("_", " ")) for kind, keys in comparison.items() if keys)
+    if in_sync:
+        msg = "%s matches %s" % (label(source), params["sample"])
+    else:
+        msg = "%s against %s: %s" % (label(source), params["sample"], summary)
+    if required:
+        msg += "; %d required, not in the sample (the release's code uses them)" % len(required)
+    expected = dict(sample, **{key: live[key] for key in required})
     return dict(
         comparison,
+        required_unlisted=required,
         changed=not in_sync,
         source=label(source),
         sample=params["sample"],
         in_sync=in_sync,
         secrets=sorted(key for key in set(sample) | set(live) if is_secret(key)),
-        msg="%s matches %s" % (label(source), params["sample"]) if in_sync else "%s against %s: %s" % (
-            label(source), params["sample"], summary),
-        diff={"before": redacted_lines(live, is_secret), "after": redacted_lines(sample, is_secret, before=live),
+        msg=msg,
+        diff={"before": redacted_lines(live, is_secret), "after": redacted_lines(expected, is_secret, before=live),
               "before_header": label(source), "after_header": params["sample"]},
     )
 
@@ -233,11 +243,10 @@ def _bring_in_line(params, check_mode, connection):
     if rotated and not params.get("bundle"):
         raise OpsError("changing the secret(s) %s needs bundle: the previous values are kept there for rollback"
                        % ", ".join(rotated))
-    deprecated = [key for key in live if key not in sample and key not in values] if sample else []
-    references, removed = {}, []
-    if deprecated and params.get("remove_deprecated"):
-        references = find_references(params["release_path"], deprecated)
-        removed = [key for key in deprecated if key not in references]
+    unlisted = [key for key in live if key not in sample and key not in values] if sample else []
+    required = _required_unlisted(params.get("release_path"), unlisted)
+    deprecated = [key for key in unlisted if key not in required]
+    removed = deprecated if params.get("remove_deprecated") else []
 
     new_values = {key: value for key, value in live.items() if key not in removed}
     for key in updated + added:
@@ -259,12 +268,11 @@ def _bring_in_line(params, check_mode, connection):
         removed_backups = _prune_backups(handler, params.get("keep_backups"), backup_file, params["backup"],
                                          check_mode)
 
-    kept = {key: references[key] for key in deprecated if key in references}
     result = {
         "changed": changed, "source": label(source), "added": added, "updated": updated, "removed": removed,
-        "deprecated": deprecated, "kept_deprecated": kept, "bundle_saved": bundle_saved,
+        "deprecated": deprecated, "required_unlisted": required, "bundle_saved": bundle_saved,
         "removed_backups": removed_backups,
-        "msg": _apply_summary(label(source), added, updated, removed, deprecated, kept,
+        "msg": _apply_summary(label(source), added, updated, removed, deprecated, required,
                               params.get("remove_deprecated")) + _pruned_summary(removed_backups, check_mode),
     }
     if backup_file:
@@ -272,6 +280,19 @@ def _bring_in_line(params, check_mode, connection):
     if changed:
         result["diff"] = _state_diff(snapshot, new_state, live, new_values, is_secret, label(source))
     return result
+
+
+def _required_unlisted(release_path, unlisted):
+    """{key: files of the release that mention it} for the live keys the sample does not list.
+
+    A sample may list only a few keys (Treazrisland's backend/.env.example has NODE_ENV and PORT): a key
+    it lacks is deprecated only when the release's code no longer mentions it. Without release_path
+    nothing can be told apart, and every unlisted key counts as deprecated.
+    """
+    if not release_path or not unlisted:
+        return {}
+    references = find_references(release_path, unlisted)
+    return {key: references[key] for key in unlisted if key in references}
 
 
 def _misread(snapshot, values, syntax):
@@ -390,14 +411,15 @@ def _pruned_summary(removed_backups, check_mode):
     return "; %s %d old backup(s)" % ("would remove" if check_mode else "removed", len(removed_backups))
 
 
-def _apply_summary(name, added, updated, removed, deprecated, kept, remove_deprecated):
+def _apply_summary(name, added, updated, removed, deprecated, required, remove_deprecated):
     parts = []
     for verb, keys in (("added", added), ("updated", updated), ("removed", removed)):
         if keys:
             parts.append("%s %s" % (verb, ", ".join(keys)))
-    if kept:
-        parts.append("kept deprecated %s (still referenced by the release)" % ", ".join(kept))
-    elif deprecated and not remove_deprecated:
+    if required:
+        parts.append("kept %s (required: the release's code uses them, the sample does not list them)"
+                     % ", ".join(required))
+    if deprecated and not remove_deprecated:
         parts.append("kept deprecated %s (remove_deprecated is off)" % ", ".join(deprecated))
     return "%s: %s" % (name, "; ".join(parts) if parts else "already in line")
 

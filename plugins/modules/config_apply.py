@@ -16,9 +16,11 @@ description:
     default (an env file gets the sample's own line, with the comment lines right above it), or with the value
     given in O(values). A new secret key (see O(secret_keys)) must be given in O(values), since a sample's
     placeholder is never written for a secret.
-  - Keys of the live source that the sample no longer has (deprecated) are kept, unless
-    O(remove_deprecated=true) and a scan of the new release's code (O(release_path)) finds no reference to them;
-    the files that still reference a key are returned in RV(kept_deprecated).
+  - Keys of the live source that the sample does not list are looked for in the new release's code
+    (O(release_path)). Those it mentions are required, not deprecated (a sample may list only a few keys;
+    Treazrisland's C(backend/.env.example) has C(NODE_ENV) and C(PORT)); they are never removed and are returned
+    in RV(required_unlisted) with the files that mention them. The others are deprecated, and kept unless
+    O(remove_deprecated=true). Without O(release_path) every unlisted key counts as deprecated.
   - O(values) also sets existing keys; for a secret that is the rotation step, done before the code deploy. Its
     previous value is kept in O(bundle) (required then) for the rollback.
   - Env files are read with python-dotenv's parser and edited line by line, so comments, order, quoting and
@@ -121,7 +123,11 @@ options:
     type: bool
     default: false
   release_path:
-    description: The new release's code, scanned before removing deprecated keys; required with O(remove_deprecated=true).
+    description:
+      - The new release's code. Each live key the sample does not list is looked for in its files; a key
+        mentioned is required (RV(required_unlisted)) and never removed, the others are deprecated.
+      - Required with O(remove_deprecated=true). Recommended whenever O(sample) is given, so that a sparse
+        sample does not report the keys the application needs as deprecated.
     type: path
   backup:
     description:
@@ -170,6 +176,14 @@ EXAMPLES = r"""
     sample: /opt/treazrisland/releases/1.5.0/.env.example
     values:
       SESSION_SIGNING_SECRET: "{{ vault_session_signing_secret }}"
+
+- name: Real Treazrisland, sparse backend sample; keys the code uses are kept as required
+  treazrisland.ops.config_apply:
+    source:
+      type: env_file
+      path: /opt/treazrisland/shared/backend/.env
+    sample: /opt/treazrisland/releases/1.5.0/backend/.env.example
+    release_path: /opt/treazrisland/releases/1.5.0
 
 - name: An application that reads its .env with python-dotenv
   treazrisland.ops.config_apply:
@@ -233,16 +247,22 @@ removed:
   elements: str
   sample: ["LEGACY_ASSET_PATH"]
 deprecated:
-  description: Keys of the live source the sample no longer has (removed or kept).
+  description:
+    - Keys of the live source the sample no longer has (removed or kept), in live order.
+    - With O(release_path), only those the release's code no longer mentions; the others are in
+      RV(required_unlisted).
   returned: when state is present
   type: list
   elements: str
   sample: ["LEGACY_ASSET_PATH", "OLD_CDN_URL"]
-kept_deprecated:
-  description: Deprecated keys kept because files of the release still reference them, with those files (at most 20 each).
+required_unlisted:
+  description:
+    - Keys of the live source that the sample does not list but files of O(release_path) mention (required,
+      not in the sample), in live order, each with those files (at most 20, relative to O(release_path)).
+      They are never removed. Empty without O(release_path).
   returned: when state is present
   type: dict
-  sample: {"OLD_CDN_URL": ["backend/src/config/env.ts"]}
+  sample: {"JWT_SECRET": ["backend/src/config/env.ts"], "OLD_CDN_URL": ["backend/src/assets/cdn.ts"]}
 bundle_saved:
   description: Whether the source's previous state was written into O(bundle).
   returned: when state is present

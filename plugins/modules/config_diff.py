@@ -14,6 +14,9 @@ description:
     values file) with the live configuration (an env file, a Kubernetes Secret or ConfigMap, or a Secrets
     Manager secret) and reports the keys the release adds, the keys it no longer has (deprecated), and the keys
     whose default changed.
+  - A sample may list only some of the keys the application needs (Treazrisland's C(backend/.env.example)
+    holds only C(NODE_ENV) and C(PORT)). With O(release_path), a live key the sample lacks that the release's
+    code still mentions is reported in RV(required_unlisted), not as deprecated in RV(removed).
   - Never changes anything and never returns a value. Like C(ansible.utils.fact_diff) it reports C(changed=true)
     when it finds a difference, so that C(--diff) shows the live and the sample configuration as sorted
     C(KEY=value) lines, secrets as V(<secret>) or V(<secret, changed>); use C(changed_when) to change that.
@@ -73,6 +76,14 @@ options:
         default moved between the two samples; without it, every non-secret key whose live value differs from
         the new sample's default (deployment-specific values included).
     type: path
+  release_path:
+    description:
+      - The new release's code. Each live key the sample lacks is looked for in its files (whole-word match;
+        C(.git), C(node_modules), build caches and binary files are skipped, as M(treazrisland.ops.config_apply)
+        does before it removes a key). A key found is required, not deprecated; it is returned in
+        RV(required_unlisted) and left out of RV(removed), and C(--diff) shows it kept.
+      - Unset, every live key the sample lacks is in RV(removed).
+    type: path
 notes:
   - A secret's value in a sample is a placeholder, not a default, so secrets are never listed in
     RV(changed_defaults).
@@ -90,6 +101,14 @@ EXAMPLES = r"""
       type: env_file
       path: /etc/treazrisland/app.env
   register: config_changes
+
+- name: Compare with the backend's sparse sample; keys its code uses are required, not deprecated
+  treazrisland.ops.config_diff:
+    sample: /opt/treazrisland/releases/1.5.0/backend/.env.example
+    release_path: /opt/treazrisland/releases/1.5.0
+    source:
+      type: env_file
+      path: /opt/treazrisland/shared/backend/.env
 
 - name: Compare the Helm chart's values with the Kubernetes Secret
   treazrisland.ops.config_diff:
@@ -109,11 +128,23 @@ added:
   elements: str
   sample: ["OBJECT_STORAGE_REGION", "SESSION_COOKIE_NAME"]
 removed:
-  description: Keys of the live configuration the sample no longer has (deprecated), in live order.
+  description:
+    - Keys of the live configuration the sample no longer has (deprecated), in live order.
+    - With O(release_path), only those the release's code no longer mentions; the others are in
+      RV(required_unlisted).
   returned: always
   type: list
   elements: str
   sample: ["LEGACY_ASSET_PATH"]
+required_unlisted:
+  description:
+    - Keys of the live configuration that the sample does not list but files of O(release_path) mention
+      (required, not in the sample), in live order, each with those files (at most 20, relative to
+      O(release_path)).
+    - They do not make the configuration out of sync. Empty without O(release_path).
+  returned: always
+  type: dict
+  sample: {"JWT_SECRET": ["backend/src/config/env.ts"], "DATABASE_URL": ["backend/prisma/schema.prisma"]}
 changed_defaults:
   description: Non-secret keys whose default changed (see O(previous_sample)).
   returned: always
@@ -127,7 +158,9 @@ secrets:
   elements: str
   sample: ["DATABASE_URL", "JWT_SECRET"]
 in_sync:
-  description: Whether nothing was added, removed or changed (the opposite of C(changed)).
+  description:
+    - Whether nothing was added, removed or changed (the opposite of C(changed)); RV(required_unlisted) keys
+      do not count.
   returned: always
   type: bool
   sample: false
@@ -151,6 +184,7 @@ def main():
         CONNECTION_ARGUMENT_SPEC,
         **SAMPLE_ARGUMENT_SPEC,
         previous_sample=dict(type="path"),
+        release_path=dict(type="path"),
         source=dict(type="dict", required=True, options=SOURCE_OPTIONS),
     )
     argument_spec["sample"] = dict(type="path", required=True)

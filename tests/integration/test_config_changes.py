@@ -226,9 +226,12 @@ def test_apply_adds_keys_keeps_referenced_deprecated_key_then_removes_it_and_is_
     first, second = (entry["result"] for entry in run.results)
     assert first["changed"] is True and second["changed"] is False, run.output[-3000:]
     assert first["added"] == ["SESSION_SIGNING_SECRET", "OBJECT_STORAGE_REGION"]
-    assert first["removed"] == [] and first["deprecated"] == ["LEGACY_ASSET_DIR"]
-    assert first["kept_deprecated"] == {"LEGACY_ASSET_DIR": ["backend/src/config/env.ts"]}
-    assert second["kept_deprecated"] == first["kept_deprecated"]
+    # Still read by the release: required, though the sample no longer lists it; never removed.
+    assert first["removed"] == [] and first["deprecated"] == []
+    assert first["required_unlisted"] == {"LEGACY_ASSET_DIR": ["backend/src/config/env.ts"]}
+    assert second["required_unlisted"] == first["required_unlisted"]
+    assert second["msg"] == ("env_file %s: kept LEGACY_ASSET_DIR (required: the release's code uses them, the sample "
+                             "does not list them)" % live)
     # Every existing byte stays; the new keys come with the sample's comment lines, in sample order.
     assert live.read_text() == LIVE + ADDED_BLOCK
     assert stat.S_IMODE(os.stat(live).st_mode) == 0o640
@@ -242,7 +245,8 @@ def test_apply_adds_keys_keeps_referenced_deprecated_key_then_removes_it_and_is_
              {"name": "remove again", "treazrisland.ops.config_apply": apply_args}]
     run = run_tasks(tasks)
     first, second = (entry["result"] for entry in run.results)
-    assert first["changed"] is True and first["removed"] == ["LEGACY_ASSET_DIR"] and first["kept_deprecated"] == {}
+    assert first["changed"] is True and first["removed"] == ["LEGACY_ASSET_DIR"] and first["required_unlisted"] == {}
+    assert first["deprecated"] == ["LEGACY_ASSET_DIR"]
     assert second["changed"] is False and second["deprecated"] == []
     assert live.read_text() == (LIVE + ADDED_BLOCK).replace("LEGACY_ASSET_DIR=/srv/treazrisland/assets\n", "")
 
@@ -343,4 +347,71 @@ def test_apply_and_restore_keep_only_the_newest_backups_of_their_own_file(tmp_pa
     assert open(kept_all["backup_file"]).read() == versions[0]
     for name, text in unrelated.items():
         assert (etc / name).read_text() == text
+
+
+SPARSE_SAMPLE = "# Treazrisland backend sample: only these two\nNODE_ENV=production\nPORT=4000\n"
+SPARSE_LIVE = """\
+NODE_ENV=production
+PORT=4000
+JWT_SECRET={JWT_SECRET}
+DATABASE_URL=postgresql://treazrisland:{POSTGRES_PASSWORD}@db.internal:5432/treazrisland
+OBJECT_STORAGE_ENDPOINT=http://minio.internal
+LEGACY_CDN_URL=https://cdn.example.net
+OBJECT_STORAGE_PORT=9000
+OLD_FEATURE_FLAG=on
+""".format(**SECRETS)
+REQUIRED = {"JWT_SECRET": ["backend/src/config/env.ts"],
+            "DATABASE_URL": ["backend/prisma/schema.prisma", "backend/src/config/env.ts"],
+            "OBJECT_STORAGE_ENDPOINT": ["backend/src/config/env.ts"],
+            "OBJECT_STORAGE_PORT": ["backend/src/config/env.ts"]}
+
+
+def test_sparse_sample_reports_the_keys_the_code_uses_as_required_and_never_removes_them(tmp_path):
+    live = tmp_path / "backend.env"
+    live.write_text(SPARSE_LIVE)
+    release = tmp_path / "release"
+    (release / "backend" / "src" / "config").mkdir(parents=True)
+    (release / "backend" / "prisma").mkdir()
+    (release / "backend" / ".env.example").write_text(SPARSE_SAMPLE)
+    (release / "backend" / "src" / "config" / "env.ts").write_text(
+        "export const env = z.object({ JWT_SECRET: z.string().min(32), DATABASE_URL: z.string().url(),\n"
+        "  OBJECT_STORAGE_ENDPOINT: z.string(), OBJECT_STORAGE_PORT: z.coerce.number() }).parse(process.env);\n")
+    (release / "backend" / "prisma" / "schema.prisma").write_text('datasource db {\n  url = env("DATABASE_URL")\n}\n')
+    source = {"type": "env_file", "path": str(live)}
+    sample = str(release / "backend" / ".env.example")
+    apply_args = {"source": source, "sample": sample, "remove_deprecated": True, "release_path": str(release)}
+    tasks = [
+        {"name": "diff with the release", "treazrisland.ops.config_diff":
+            {"sample": sample, "source": source, "release_path": str(release)}},
+        {"name": "diff without it", "treazrisland.ops.config_diff": {"sample": sample, "source": source}},
+        {"name": "apply", "treazrisland.ops.config_apply": apply_args},
+        {"name": "apply again", "treazrisland.ops.config_apply": apply_args},
+    ]
+    run = run_tasks(tasks, diff=True)
+    diff, blind, applied, again = (entry["result"] for entry in run.results)
+    assert [entry["status"] for entry in run.results] == ["ok"] * 4, run.output[-3000:]
+
+    assert diff["removed"] == ["LEGACY_CDN_URL", "OLD_FEATURE_FLAG"] and diff["added"] == []
+    assert diff["required_unlisted"] == REQUIRED and list(diff["required_unlisted"]) == list(REQUIRED)
+    assert diff["msg"] == ("env_file %s against %s: 2 removed; 4 required, not in the sample (the release's code "
+                           "uses them)" % (live, sample))
+    # Without the release nothing tells them apart: every unlisted key is deprecated.
+    assert blind["removed"] == ["JWT_SECRET", "DATABASE_URL", "OBJECT_STORAGE_ENDPOINT", "LEGACY_CDN_URL",
+                                "OBJECT_STORAGE_PORT", "OLD_FEATURE_FLAG"]
+    assert blind["required_unlisted"] == {}
+
+    assert applied["changed"] is True and applied["removed"] == ["LEGACY_CDN_URL", "OLD_FEATURE_FLAG"]
+    assert applied["deprecated"] == ["LEGACY_CDN_URL", "OLD_FEATURE_FLAG"] and applied["required_unlisted"] == REQUIRED
+    kept = ("kept JWT_SECRET, DATABASE_URL, OBJECT_STORAGE_ENDPOINT, OBJECT_STORAGE_PORT (required: the release's "
+            "code uses them, the sample does not list them)")
+    assert applied["msg"] == "env_file %s: removed LEGACY_CDN_URL, OLD_FEATURE_FLAG; %s" % (live, kept)
+    assert again["changed"] is False and again["deprecated"] == [] and again["removed"] == []
+    assert again["required_unlisted"] == REQUIRED and again["msg"] == "env_file %s: %s" % (live, kept)
+    assert live.read_text() == SPARSE_LIVE.replace("LEGACY_CDN_URL=https://cdn.example.net\n", "").replace(
+        "OLD_FEATURE_FLAG=on\n", "")
+    # config_diff's --diff shows the required keys kept, only the deprecated ones going.
+    first_diff = run.output[:run.output.index("TASK [diff without it]")]
+    assert "\n-LEGACY_CDN_URL=https://cdn.example.net\n" in first_diff
+    assert "-JWT_SECRET" not in first_diff and "-OBJECT_STORAGE_PORT" not in first_diff
+    assert_never_shown(run.output, run.results)
 
