@@ -70,6 +70,41 @@ SAMPLE_ARGUMENT_SPEC = dict(
 )
 
 
+def show_non_secret_values(module):
+    """Let Ansible show what O(values) gives non-secret keys; what it gives secret keys stays hidden.
+
+    ``values`` is a no_log option, so AnsibleModule hides every string given in it wherever it shows
+    up (results, --diff, invocation.module_args): OBJECT_STORAGE_PORT=9000 would read
+    OBJECT_STORAGE_PORT=********. The option stays no_log, the safe default for everything that
+    happens before this runs: the syslog line of the invocation (written while the module is built,
+    with ``values`` left out), and a failed argument check, which returns the invocation. Then the
+    strings given for non-secret keys are taken out of module.no_log_values, except any that is also
+    a secret key's value or the value of another no_log option.
+    """
+    is_secret = SecretPolicy(module.params.get("secret_keys"))
+    values = module.params.get("values") or {}
+    hidden, shown = set(), set()
+    for key, value in values.items():
+        (hidden if is_secret(key) else shown).update(_no_log_strings(value))
+    for name, spec in module.argument_spec.items():
+        if spec.get("no_log") and name != "values":
+            hidden.update(_no_log_strings(module.params.get(name)))
+    module.no_log_values.difference_update(shown - hidden)
+
+
+def _no_log_strings(value):
+    """The strings AnsibleModule hides for a no_log value: every non-empty string and number inside it."""
+    if isinstance(value, str):
+        return {value} if value else set()
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple, set)):
+        return set().union(*(_no_log_strings(item) for item in value))
+    if value is None or isinstance(value, bool):
+        return set()
+    return {str(value)}
+
+
 def _service(body):
     """Give body a Connection; mask the secret values it read in any failure."""
 

@@ -87,7 +87,9 @@ options:
   values:
     description:
       - Keys to set, whatever the sample says; values of new keys, and new values of existing ones (rotation).
-      - Never logged.
+      - The values of secret keys (see O(secret_keys)) are never logged nor returned, and show in C(--diff) only
+        as V(<secret>) or V(<secret, changed>). The values of other keys show in C(--diff) and in the task's
+        invocation at C(-vvv), like any option's (the module's syslog entry leaves O(values) out).
     type: dict
   env_syntax:
     description:
@@ -184,6 +186,11 @@ EXAMPLES = r"""
       path: /opt/treazrisland/shared/backend/.env
     sample: /opt/treazrisland/releases/1.5.0/backend/.env.example
     release_path: /opt/treazrisland/releases/1.5.0
+    values:
+      OBJECT_STORAGE_PORT: "9000"          # shown in --diff
+      JWT_SECRET: "{{ vault_jwt_secret }}"  # shown as <secret, changed> only
+    bundle: /var/backups/treazrisland/config_{{ upgrade_id }}.vault
+    bundle_password_file: /etc/treazrisland/bundle.pass
 
 - name: An application that reads its .env with python-dotenv
   treazrisland.ops.config_apply:
@@ -311,7 +318,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.treazrisland.ops.plugins.module_utils.config import (
     BUNDLE_PASSWORD_ARGUMENT_SPEC, CONNECTION_ARGUMENT_SPEC, ENV_SYNTAX_OPTION, SAMPLE_ARGUMENT_SPEC, SOURCE_OPTIONS,
-    apply,
+    apply, show_non_secret_values,
 )
 from ansible_collections.treazrisland.ops.plugins.module_utils.module import run_module
 
@@ -338,6 +345,7 @@ def main():
         required_if=[("state", "present", ("source",)), ("state", "restored", ("bundle",)),
                      ("remove_deprecated", True, ("release_path",))],
     )
+    show_non_secret_values(module)
     run_module(module, apply)
 
 

@@ -415,3 +415,35 @@ def test_sparse_sample_reports_the_keys_the_code_uses_as_required_and_never_remo
     assert "-JWT_SECRET" not in first_diff and "-OBJECT_STORAGE_PORT" not in first_diff
     assert_never_shown(run.output, run.results)
 
+
+def test_values_shows_non_secret_values_in_diff_and_never_a_secret_even_at_vvv(tmp_path):
+    live = tmp_path / "app.env"
+    live.write_text("OBJECT_STORAGE_ENDPOINT=http://minio.internal\nJWT_SECRET=%s\n" % SECRETS["JWT_SECRET"])
+    shared = "shared-7c1e9a"  # given to a secret and to a plain key: hidden wherever it shows
+    values = {"OBJECT_STORAGE_PORT": "9000", "JWT_SECRET": ROTATED_JWT, "SESSION_SIGNING_SECRET": shared,
+              "PUBLIC_HINT": shared}
+    args = {"source": {"type": "env_file", "path": str(live)}, "values": values,
+            "bundle": str(tmp_path / "rollback.vault"), "bundle_password": BUNDLE_PASSWORD}
+    tasks = [
+        {"name": "apply", "treazrisland.ops.config_apply": args},
+        # Fails in the argument check, before the secret keys are known: every value stays hidden.
+        {"name": "bad argument", "ignore_errors": True, "treazrisland.ops.config_apply": dict(args, state="bogus")},
+    ]
+    run = run_tasks(tasks, diff=True, verbosity=3)
+    applied, bad = (entry["result"] for entry in run.results)
+    assert [entry["status"] for entry in run.results] == ["ok", "failed"]
+    assert applied["changed"] is True and applied["added"] == ["OBJECT_STORAGE_PORT", "SESSION_SIGNING_SECRET",
+                                                               "PUBLIC_HINT"], run.output[-3000:]
+    assert bad["msg"].startswith("value of state must be one of: present, restored, got: bogus"), bad["msg"]
+    assert "\n+OBJECT_STORAGE_PORT=9000\n" in run.output
+    assert "\n+JWT_SECRET=<secret, changed>\n" in run.output and "\n+SESSION_SIGNING_SECRET=<secret>\n" in run.output
+    assert "\n+PUBLIC_HINT=********\n" in run.output
+    assert applied["invocation"]["module_args"]["values"] == {
+        "OBJECT_STORAGE_PORT": "9000", "JWT_SECRET": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER",
+        "SESSION_SIGNING_SECRET": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER", "PUBLIC_HINT": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"}
+    assert '"OBJECT_STORAGE_PORT": "9000"' in run.output  # the invocation printed at -vvv
+    for secret in (shared, ROTATED_JWT, SECRETS["JWT_SECRET"], BUNDLE_PASSWORD):
+        assert secret not in run.output, secret
+        assert secret not in str(run.results), secret
+    assert live.read_text().endswith("OBJECT_STORAGE_PORT=9000\nSESSION_SIGNING_SECRET=%s\nPUBLIC_HINT=%s\n"
+                                     % (shared, shared))
