@@ -13,10 +13,10 @@ description:
   - The guide's health gate (6.1, 7.5), asked on the application host itself.
   - Treazrisland answers C(GET /health) with HTTP 200 even when degraded, so the JSON C(status) decides; only
     the statuses in O(ok_status) count as healthy.
-  - When the endpoint is not healthy after O(tries) requests, the failure names every dependency that is not
+  - "When the endpoint is not healthy after O(tries) requests, the failure names every dependency that is not
     up, with its error, in whichever form the release reports them (C(dependencies) as the current backend
     does, C(components) as older releases do, or a C(problems) list), for example
-    V(objectStorage down: connect ECONNREFUSED 10.0.0.5:9000).
+    V(objectStorage down: connect ECONNREFUSED 10.0.0.5:9000)."
   - Its database check is C(SELECT 1), so a healthy answer does not prove the schema is migrated; the upgrade
     compares the schema version for that (M(treazrisland.ops.db_schema_version)).
 author:

@@ -13,7 +13,7 @@ import pytest
 from helpers import REPO, deployed_site, run_playbook
 from sandbox.hosts import CONTROLLER_ADDRESS
 from sandbox.sample_db import table_fingerprints
-from sandbox.standin.releases import MIGRATIONS, release_files
+from sandbox.standin.releases import MIGRATIONS, REQUIRED_ENV, release_files
 
 PLAYBOOKS = os.path.join(REPO, "playbooks")
 
@@ -65,6 +65,14 @@ def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_dem
     applied = site.cluster.query("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL",
                                  "treazrisland")
     assert applied == [(len(MIGRATIONS["1.4.0"]) + 3,)]
+    # backend/.env.example is sparse, as the real one: the keys its code uses are required, not deprecated.
+    compared = [r for r in run.results if r["task"] == "Compare the live configuration with the sample (guide 5.1)"]
+    assert sorted(r["host"] for r in compared) == sorted(ALL)
+    for result in (r["result"] for r in compared):
+        assert result["added"] == ["ROM_UPLOAD_LIMIT_MB"] and result["removed"] == [], result
+        assert sorted(result["required_unlisted"]) == sorted(
+            set(REQUIRED_ENV) - {"NODE_ENV", "PORT"} | {"OBJECT_STORAGE_USE_SSL"}), result  # optional, read by the app
+        assert "backend/src/config/required-env.txt" in result["required_unlisted"]["JWT_SECRET"], result
 
     again = upgrade(site, "1.5.0")
     assert again.returncode == 0, again.output
