@@ -66,7 +66,8 @@ def probe(url, timeout, validate_certs=True):
     except HTTPError as error:
         answer, status = error, error.code
     except (URLError, OSError) as error:
-        return None, None, str(getattr(error, "reason", None) or error)
+        reason = getattr(error, "reason", None) or error
+        return None, None, getattr(reason, "strerror", None) or str(reason)  # "Connection refused", not "[Errno 111] ..."
     try:
         raw = answer.read(BODY_LIMIT)
     finally:

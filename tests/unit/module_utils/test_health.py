@@ -91,7 +91,7 @@ def test_no_answer_or_not_json(endpoint):
     with pytest.raises(OpsError) as failed:
         wait_until_healthy(params(closed, tries=2), False)
     assert failed.value.msg.startswith("not healthy at %s after 2 tries in " % closed)
-    assert failed.value.msg.endswith("Connection refused"), failed.value.msg
+    assert failed.value.msg.endswith(" s: Connection refused"), failed.value.msg
     assert failed.value.details["http_status"] is None
 
 
