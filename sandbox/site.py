@@ -63,6 +63,14 @@ class Site:
         self.variables = {}
 
     def start(self, deploy=None):
+        """Start every server and build the deployment; a failure part way stops what was started."""
+        try:
+            return self._start(deploy)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, deploy):
         if self.own_hosts:
             self.hosts = SshHosts(count=3).start()
         self.cluster = PgCluster(name="site", also_listen=CONTROLLER_ADDRESS).start()

@@ -11,8 +11,10 @@ import contextlib
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -33,8 +35,14 @@ ALL = ["app1", "app2", "app3"]
 @pytest.fixture(scope="module")
 def site(ssh_hosts, tmp_path_factory):
     """Release 1.4.0 serving on three hosts over a database at its schema (sandbox/site.py)."""
+    # A killed controller kills modules mid-run: their unpacked payloads stay in the temp dir. Once the site
+    # is stopped every orphaned module has ended, and what they left is removed.
+    payloads = os.path.join(tempfile.gettempdir(), "ansible_treazrisland.ops.*_payload_*")
+    before = set(glob.glob(payloads))
     with deployed_site(ssh_hosts, str(tmp_path_factory.mktemp("faults")), "/opt/trz-faults") as deployment:
         yield deployment
+    for left in set(glob.glob(payloads)) - before:
+        shutil.rmtree(left, ignore_errors=True)
 
 
 @pytest.fixture
