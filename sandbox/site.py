@@ -139,6 +139,16 @@ class Site:
                 versions[host.name] = json.load(answer)["version"]
         return versions
 
+    def metrics_versions(self):
+        """{host: the release in treazrisland_build_info} from each app's Prometheus port (9464, as the real one)."""
+        versions = {}
+        for host in self.hosts.hosts:
+            with urllib.request.urlopen("http://%s:9464/metrics" % host.address, timeout=5) as answer:
+                for line in answer.read().decode().splitlines():
+                    if line.startswith("treazrisland_build_info{"):
+                        versions[host.name] = line.split('version="', 1)[1].split('"', 1)[0]
+        return versions
+
     def served_where_reachable(self):
         """{host: release} of the hosts that answer within 3 seconds."""
         versions = {}

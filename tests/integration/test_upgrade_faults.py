@@ -53,6 +53,7 @@ def at_140(site):
     assert not [r for r in runs if r["status"] in ("in_progress", "rolling_back", "rollback_incomplete")], runs
     assert not os.path.exists(os.path.join(site.variables["treazrisland_backup_dir"], "runs", "lock.json"))
     assert site.served() == dict.fromkeys(ALL, "1.4.0")
+    assert site.metrics_versions() == dict.fromkeys(ALL, "1.4.0")  # the metrics port, as Prometheus sees it
 
 
 def state(site):
