@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The shellcheck package is for the shellcheck test of tests/sanity.sh (ansible-test skips it without the program).
-packages=(postgresql postgresql-contrib python3-venv util-linux shellcheck openssh-server openssh-client iproute2 procps varnish)
+packages=(postgresql postgresql-contrib python3-venv util-linux shellcheck openssh-server openssh-client iproute2 procps varnish haproxy)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -21,6 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Likewise varnish's own cache on :6081; the tests start theirs on free ports.
   if printf '%s\n' "${missing[@]}" | grep -qx varnish; then
     service varnish stop >/dev/null 2>&1 || true
+  fi
+  # And haproxy's own, with the package's configuration; the sandbox runs its own in front of the app hosts.
+  if printf '%s\n' "${missing[@]}" | grep -qx haproxy; then
+    service haproxy stop >/dev/null 2>&1 || true
   fi
   # The package starts a default cluster on 5432; the project uses throwaway clusters only.
   if command -v pg_lsclusters >/dev/null; then

@@ -1,0 +1,166 @@
+"""A throwaway HAProxy (Debian's package, 2.6) in front of the sandbox's app hosts, owned by the harness.
+
+It listens on a free 127.0.0.1 port, balances backend ``app`` over one server per host (health checks
+``GET /health``), and opens its runtime API on a unix socket (mode 600, level admin) in its own temporary
+directory, which stop() removes.
+
+    with HAProxy({"app1": ("10.200.0.11", 4000), ...}) as lb:
+        urllib.request.urlopen(lb.url + "/version")
+        # lb.socket: the runtime API (treazrisland.ops.haproxy_server)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from sandbox.s3server import free_port, stop_process
+
+HAPROXY = "/usr/sbin/haproxy"
+READY_TIMEOUT = 15.0
+BACKEND = "app"
+
+CONFIG = """global
+    stats socket %(socket)s mode 600 level admin
+    maxconn 2000
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout queue 10s
+    # A connection refused by a server (restarting outside a drain) is tried once more, on another server.
+    retries 2
+    option redispatch
+
+frontend web
+    bind 127.0.0.1:%(port)d
+    default_backend %(backend)s
+
+backend %(backend)s
+    balance roundrobin
+    option httpchk GET /health
+    http-check expect status 200
+    default-server check inter 500ms fall 2 rise 2
+%(servers)s
+"""
+
+
+def available():
+    return os.access(HAPROXY, os.X_OK)
+
+
+class HAProxy:
+    def __init__(self, servers, backend=BACKEND):
+        """servers: {name: (address, port)}, in order."""
+        self.servers = dict(servers)
+        self.backend = backend
+        self.port = None
+        self.base = None
+        self.process = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    @property
+    def socket(self):
+        return os.path.join(self.base, "admin.sock")
+
+    def start(self):
+        if not available():
+            raise RuntimeError("%s not found: run bash sandbox/setup.sh (Debian's haproxy package)" % HAPROXY)
+        self.base = tempfile.mkdtemp(prefix="treazrisland-haproxy-")
+        self.port = free_port()
+        config = os.path.join(self.base, "haproxy.cfg")
+        with open(config, "w") as handle:
+            handle.write(CONFIG % {
+                "socket": self.socket, "port": self.port, "backend": self.backend,
+                "servers": "\n".join("    server %s %s:%d" % (name, address, port)
+                                     for name, (address, port) in self.servers.items())})
+        log = open(os.path.join(self.base, "haproxy.log"), "ab")  # pylint: disable=consider-using-with
+        try:
+            # -db: stay in the foreground, the harness owns the process.
+            self.process = subprocess.Popen([HAPROXY, "-db", "-f", config], stdin=subprocess.DEVNULL, stdout=log,
+                                            stderr=log, start_new_session=True)
+        finally:
+            log.close()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                message = "haproxy exited at start: %s" % self.log_tail()
+                self.stop()
+                raise RuntimeError(message)
+            if os.path.exists(self.socket):
+                try:
+                    urllib.request.urlopen(self.url + "/health", timeout=1).close()
+                    return self
+                except urllib.error.HTTPError:
+                    return self  # HAProxy's own answer (503 while no server is up yet)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("haproxy did not answer on %s within %.0f s" % (self.url, READY_TIMEOUT))
+
+    def wait_until_up(self, timeout=10.0):
+        """Wait until every server passed its health check (status UP in show stat)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self.server_status()
+            if all(status.startswith("UP") for status in states.values()):
+                return states
+            if time.monotonic() > deadline:
+                raise RuntimeError("HAProxy servers not all up after %.0f s: %s" % (timeout, states))
+            time.sleep(0.1)
+
+    def command(self, line):
+        import socket  # pylint: disable=import-outside-toplevel
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(self.socket)
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return b"".join(chunks).decode()
+                chunks.append(chunk)
+
+    def server_status(self):
+        """{server: status of show stat (UP, DOWN, DRAIN, MAINT...)}."""
+        import csv  # pylint: disable=import-outside-toplevel
+        rows = list(csv.reader(line for line in self.command("show stat").splitlines() if line.strip()))
+        header = [rows[0][0][2:]] + rows[0][1:]
+        found = {}
+        for row in rows[1:]:
+            fields = dict(zip(header, row))
+            if fields["pxname"] == self.backend and fields["svname"] in self.servers:
+                found[fields["svname"]] = fields["status"]
+        return found
+
+    def stop(self):
+        stop_process(self.process, timeout=10)
+        self.process = None
+        if self.base:
+            shutil.rmtree(self.base, ignore_errors=True)
+            self.base = None
+
+    def log_tail(self, size=2000):
+        try:
+            with open(os.path.join(self.base, "haproxy.log"), "rb") as handle:
+                return handle.read()[-size:].decode("utf-8", "replace")
+        except (OSError, TypeError):
+            return ""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

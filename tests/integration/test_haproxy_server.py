@@ -1,0 +1,111 @@
+"""treazrisland.ops.haproxy_server against a real HAProxy (Debian's 2.6) and two local HTTP servers."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from helpers import run_module
+from sandbox.haproxy import HAProxy, available
+
+pytestmark = pytest.mark.skipif(not available(), reason="Debian's haproxy is not installed (sandbox/setup.sh)")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # pylint: disable=invalid-name
+        if self.path.startswith("/slow"):
+            time.sleep(float(self.path.split("=")[1]))
+        body = b'{"status": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # pylint: disable=arguments-differ
+        pass
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # HAProxy's health checks hang up without reading the answer
+
+
+@pytest.fixture(scope="module")
+def lb():
+    servers = [Server(("127.0.0.1", 0), Handler) for _number in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    with HAProxy({"web%d" % number: ("127.0.0.1", server.server_address[1])
+                  for number, server in enumerate(servers, 1)}) as proxy:
+        proxy.wait_until_up()
+        yield proxy
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def set_state(lb, state, check=False, **args):
+    return run_module("haproxy_server", dict(socket=lb.socket, backend="app", server="web1", state=state, **args),
+                      check=check)
+
+
+def test_drain_and_enable_are_idempotent_and_check_mode_changes_nothing(lb):
+    run = set_state(lb, "drained", check=True)
+    assert not run.failed and run.result["changed"] and run.result["state"] == "drained", run.output
+    assert lb.server_status()["web1"] == "UP"
+
+    run = set_state(lb, "drained")
+    assert not run.failed, run.output
+    assert run.result["changed"] and run.result["previous_state"] == "enabled" and run.result["state"] == "drained"
+    assert run.result["sessions"] == 0
+    assert lb.server_status()["web1"] == "DRAIN"
+    assert not set_state(lb, "drained").result["changed"]
+
+    run = set_state(lb, "enabled")
+    assert run.result["changed"] and run.result["previous_state"] == "drained" and run.result["state"] == "enabled"
+    assert lb.server_status()["web1"] == "UP"
+    assert not set_state(lb, "enabled").result["changed"]
+
+    assert set_state(lb, "disabled").result["state"] == "disabled"
+    assert lb.server_status()["web1"] == "MAINT"
+    assert set_state(lb, "enabled").result["previous_state"] == "disabled"
+
+
+def test_drain_waits_for_the_requests_in_flight_and_fails_when_they_outlast_the_timeout(lb):
+    def slow(seconds):
+        threads = [threading.Thread(target=lambda: urllib.request.urlopen(lb.url + "/slow?s=%s" % seconds).read())
+                   for _number in range(4)]  # round robin: two reach web1
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        return threads
+
+    threads = slow(4)  # the module itself takes a second or two to start
+    run = set_state(lb, "drained", wait_timeout=10)
+    assert not run.failed, run.output
+    assert run.result["sessions"] == 0 and run.result["waited"] > 0.5, run.result
+    for thread in threads:
+        thread.join()
+    set_state(lb, "enabled")
+
+    threads = slow(6)
+    run = set_state(lb, "drained", wait_timeout=1)
+    assert run.failed
+    assert "app/web1 still has " in run.msg and "session(s) after 1 s of draining; it stays drained" in run.msg
+    for thread in threads:
+        thread.join()
+    assert set_state(lb, "enabled").result["changed"]
+
+
+def test_an_unknown_server_or_socket_fails_with_its_name(lb):
+    run = run_module("haproxy_server", dict(socket=lb.socket, backend="app", server="nope", state="drained"))
+    assert run.failed and "HAProxy backend 'app' has no server 'nope'" in run.msg, run.output
+    run = run_module("haproxy_server", dict(socket=lb.socket + ".missing", backend="app", server="web1",
+                                            state="drained"))
+    assert run.failed and "HAProxy runtime API at " in run.msg, run.output
