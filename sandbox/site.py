@@ -19,6 +19,7 @@ import sys
 import tarfile
 import tempfile
 
+from sandbox.haproxy import HAProxy
 from sandbox.hosts import CONTROLLER_ADDRESS, SshHosts
 from sandbox.pgcluster import PgCluster
 from sandbox.s3server import S3Server
@@ -59,6 +60,7 @@ class Site:
         self.own_hosts = hosts is None
         self.cluster = None
         self.s3 = None
+        self.lb = None
         self.artifacts = {}
         self.variables = {}
 
@@ -73,6 +75,8 @@ class Site:
     def _start(self, deploy):
         if self.own_hosts:
             self.hosts = SshHosts(count=3).start()
+        # HAProxy on 127.0.0.1 in front of the app hosts: one server per host, named as in the inventory.
+        self.lb = HAProxy({host.name: (host.address, APP_PORT) for host in self.hosts.hosts}).start()
         self.cluster = PgCluster(name="site", also_listen=CONTROLLER_ADDRESS).start()
         # The app hosts reach the bucket over the bridge, as the backend's object storage.
         self.s3 = S3Server("rclone", name="site", also_listen=CONTROLLER_ADDRESS).start()
@@ -105,6 +109,9 @@ class Site:
             "treazrisland_s3_region": self.s3.module_params()["region"],
             "treazrisland_s3_access_key": self.s3.access_key,
             "treazrisland_s3_secret_key": self.s3.secret_key,
+            # What the traffic role needs when treazrisland_lb_kind is haproxy (default none: not used).
+            "treazrisland_haproxy_socket": self.lb.socket,
+            "treazrisland_haproxy_backend": self.lb.backend,
         }
         self._database_at_140()
         self._assets_of_140()
@@ -225,6 +232,9 @@ class Site:
     def stop(self):
         if self.hosts and not self.own_hosts:
             self.stop_apps()  # shared hosts: leave no app holding the port for the next user
+        if self.lb:
+            self.lb.stop()
+            self.lb = None
         if self.cluster:
             self.cluster.stop()
         if self.s3:

@@ -12,6 +12,7 @@ import pytest
 
 from helpers import REPO, deployed_site, run_playbook
 from sandbox.hosts import CONTROLLER_ADDRESS
+from sandbox.load import Load
 from sandbox.sample_db import table_fingerprints
 from sandbox.standin.releases import MIGRATIONS, REQUIRED_ENV, release_files
 
@@ -28,6 +29,11 @@ def site(ssh_hosts, tmp_path_factory):
 def upgrade(site, version, hosts_inventory=None):
     return run_playbook(os.path.join(PLAYBOOKS, "upgrade.yml"), inventory=hosts_inventory or site.inventory(),
                         extra_vars=site.release_vars(version))
+
+
+def upgrade_with(site, version, **variables):
+    return run_playbook(os.path.join(PLAYBOOKS, "upgrade.yml"), inventory=site.inventory(),
+                        extra_vars=dict(site.release_vars(version), **variables))
 
 
 def fingerprints(site):
@@ -52,11 +58,51 @@ def recap_changes(run):
 ALL = {"app1", "app2", "app3"}
 
 
+def load_from_the_migrations_on(site, load):
+    """A thread that starts the load once the next run noted its migrations: the snapshot is taken by then, so
+    the rollback's restore gives back exactly the database of before (the load's rows go aside with it)."""
+    known = {record["id"] for record in site.runs()}
+    done = threading.Event()
+
+    def watch():
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not done.is_set():
+            fresh = [record for record in site.runs() if record["id"] not in known]
+            if fresh and any(phase["name"] == "migrate" for phase in fresh[-1].get("phases", [])):
+                load.start()
+                return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher, done
+
+
 def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_demand(site):
     before, env_before = fingerprints(site), env_files(site)
     assert site.assets() == release_assets("1.4.0")
-    run = upgrade(site, "1.5.0")
+    site.lb.wait_until_up()
+    # Live traffic through HAProxy while the rolling deploy drains each host before its restart: a bounded
+    # load (reads and writes, 100 requests/s) from the migrations to the end of the upgrade.
+    load = Load(site.lb.url, workers=4, requests=30000, rate=100)
+    watcher, watching = load_from_the_migrations_on(site, load)
+    try:
+        run = upgrade_with(site, "1.5.0", treazrisland_lb_kind="haproxy")
+    finally:
+        watching.set()
+        watcher.join()
+        report = load.stop() if load.started else None
     assert run.returncode == 0, run.output
+    print("load through HAProxy during the rolling upgrade:", report)
+    assert report is not None, run.output
+    assert not report["budget_spent"], report  # the load lasted the whole deploy
+    assert report["failed"] == 0 and report["sent"] >= 1000, report
+    written = {row[0] for row in site.cluster.query(
+        "SELECT email FROM \"User\" WHERE email LIKE %s", "treazrisland", (load.email_pattern,))}
+    assert load.accepted and load.accepted <= written  # every write accepted has its row
+    drained = [r for r in run.results if r["task"] == "Drain the server in HAProxy and wait for its sessions to end"]
+    assert sorted(r["host"] for r in drained) == sorted(ALL) and all(r["result"]["changed"] for r in drained), drained
+    assert set(site.lb.wait_until_up().values()) == {"UP"}
     assert site.served() == dict.fromkeys(sorted(ALL), "1.5.0")
     assert site.assets() == release_assets("1.5.0")
     for host, (content, _mode) in env_files(site).items():
@@ -79,10 +125,13 @@ def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_dem
     assert set(recap_changes(again).values()) == {0}, again.output
     assert "Already at 1.5.0 on every host: nothing to do." in again.output
 
+    # An operator's server left drained (by hand, or by an interrupted run) is enabled again by the rollback.
+    site.lb.command("set server app/app2 state drain")
     back = run_playbook(os.path.join(PLAYBOOKS, "rollback.yml"), inventory=site.inventory(),
-                        extra_vars=site.variables)
+                        extra_vars=dict(site.variables, treazrisland_lb_kind="haproxy"))
     assert back.returncode == 0, back.output
     assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")
+    assert set(site.lb.wait_until_up().values()) == {"UP"}
     assert fingerprints(site) == before
     assert env_files(site) == env_before
     assert site.assets() == release_assets("1.4.0")

@@ -1,0 +1,129 @@
+"""A bounded load generator: live traffic through the load balancer, measured.
+
+N worker threads share a fixed budget of requests, paced to a total rate, to a URL on 127.0.0.1 only:
+reads (GET /version) and writes (POST /users with a unique email), mixed. It stops by itself once the
+budget is spent (or at stop()); it counts successes, failures by status (None: no answer at all), the
+emails of the writes the app accepted, and latencies.
+
+    load = Load(lb.url, workers=4, requests=20000, rate=80).start()
+    ...  # the upgrade
+    report = load.stop()   # {"sent", "ok", "failed", "failures", "p95_ms", ...}
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+ALLOWED_HOSTS = ("127.0.0.1", "localhost")
+
+
+def percentile(values, fraction):
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+class Load:
+    def __init__(self, url, workers=4, requests=5000, rate=100.0, write_every=3, timeout=10.0, prefix="load"):
+        host = urllib.parse.urlsplit(url).hostname
+        if host not in ALLOWED_HOSTS:
+            raise ValueError("the load generator sends to 127.0.0.1 only, not %r" % host)
+        self.url = url.rstrip("/")
+        self.workers = workers
+        self.budget = requests
+        self.interval = workers / float(rate)  # each worker's pause between two of its requests
+        self.write_every = write_every  # one request in write_every is a write
+        self.timeout = timeout
+        self.prefix = "%s-%d" % (prefix, int(time.time() * 1000))
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = []
+        self.ok = 0
+        self.failures = {}  # status (or None) -> count
+        self.accepted = set()  # emails of the writes answered 201
+        self.latencies = []
+        self.started = self.ended = None
+
+    @property
+    def email_pattern(self):
+        """SQL LIKE pattern matching every email this load writes."""
+        return self.prefix + "-%"
+
+    def start(self):
+        self.started = time.monotonic()
+        self._threads = [threading.Thread(target=self._work, daemon=True) for _number in range(self.workers)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def running(self):
+        return any(thread.is_alive() for thread in self._threads)
+
+    def _next(self):
+        with self._lock:
+            number = next(self._numbers)
+        return number if number <= self.budget else None
+
+    def _work(self):
+        while not self._stop.is_set():
+            number = self._next()
+            if number is None:
+                return
+            began = time.monotonic()
+            if number % self.write_every == 0:
+                email = "%s-%d@treazris.land" % (self.prefix, number)
+                request = urllib.request.Request(self.url + "/users", data=json.dumps({"email": email}).encode(),
+                                                 headers={"Content-Type": "application/json"}, method="POST")
+            else:
+                email, request = None, urllib.request.Request(self.url + "/version")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                    answer.read()
+                    status = answer.status
+            except urllib.error.HTTPError as error:
+                status = error.code
+            except OSError:
+                status = None
+            elapsed = time.monotonic() - began
+            with self._lock:
+                if status in (200, 201):
+                    self.ok += 1
+                    self.latencies.append(elapsed)
+                    if email and status == 201:
+                        self.accepted.add(email)
+                else:
+                    self.failures[status] = self.failures.get(status, 0) + 1
+            self._stop.wait(max(0.0, self.interval - elapsed))
+
+    def stop(self):
+        """Stop sending (the requests in flight finish) and return the report."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self.ended = time.monotonic()
+        return self.report()
+
+    def wait(self):
+        """Wait until the budget is spent; return the report."""
+        for thread in self._threads:
+            thread.join()
+        self.ended = time.monotonic()
+        return self.report()
+
+    def report(self):
+        with self._lock:
+            failed = sum(self.failures.values())
+            return {"sent": self.ok + failed, "ok": self.ok, "failed": failed, "failures": dict(self.failures),
+                    "writes_accepted": len(self.accepted),
+                    "p50_ms": round(1000 * percentile(self.latencies, 0.50), 1) if self.latencies else None,
+                    "p95_ms": round(1000 * percentile(self.latencies, 0.95), 1) if self.latencies else None,
+                    "seconds": round((self.ended or time.monotonic()) - self.started, 1),
+                    "budget_spent": self.ok + failed >= self.budget}
