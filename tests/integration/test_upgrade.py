@@ -83,8 +83,8 @@ def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_dem
     assert site.assets() == release_assets("1.4.0")
     site.lb.wait_until_up()
     # Live traffic through HAProxy while the rolling deploy drains each host before its restart: a bounded
-    # load (reads and writes, 100 requests/s) from the migrations to the end of the upgrade.
-    load = Load(site.lb.url, workers=4, requests=30000, rate=100)
+    # load (reads and writes, 60 requests/s) from the migrations to the end of the upgrade.
+    load = Load(site.lb.url, workers=4, requests=30000, rate=60)
     watcher, watching = load_from_the_migrations_on(site, load)
     try:
         run = upgrade_with(site, "1.5.0", treazrisland_lb_kind="haproxy")
