@@ -94,9 +94,9 @@ def test_artifact_escaping_the_release_directory_is_refused(ssh_hosts, tmp_path)
         info.size = 4
         tar.addfile(info, io.BytesIO(b"evil"))
     run = run_tasks([
-        {"name": "copy", "ansible.builtin.copy": {"src": str(evil), "dest": "/tmp/evil.tar.gz", "mode": "0600"}},
+        {"name": "copy", "ansible.builtin.copy": {"src": str(evil), "dest": "/srv/evil.tar.gz", "mode": "0600"}},  # the host's own /srv
         {"name": "release", "ignore_errors": True, "treazrisland.ops.app_release": {
-            "base_dir": BASE, "version": "6.6.6", "src": "/tmp/evil.tar.gz"}},
+            "base_dir": BASE, "version": "6.6.6", "src": "/srv/evil.tar.gz"}},
     ], hosts="app1", inventory=ssh_hosts.inventory())
     assert run.failed
     assert run.msg == "the artifact holds '../../etc/treazrisland-pwned', outside the release directory; refusing it"
