@@ -127,6 +127,10 @@ def set_server(params, check_mode):
               "previous_state": admin_word(before["admin"]),
               "state": wanted if check_mode else admin_word(after["admin"]),
               "waited": 0.0, "sessions": None}
+    if changed:
+        name = "%s/%s" % (backend, server)
+        result["diff"] = {"before": "state: %s\n" % result["previous_state"], "after": "state: %s\n" % wanted,
+                          "before_header": name, "after_header": name}
     if wanted in ("drained", "disabled") and params["wait"] and not check_mode:
         waited, left = wait_for_no_sessions(path, backend, server, params["wait_timeout"], timeout=timeout)
         result.update(waited=round(waited, 1), sessions=left)

@@ -29,7 +29,8 @@ attributes:
     support: full
     details: Reads the state and says whether it would change it; does not wait.
   diff_mode:
-    support: none
+    support: full
+    details: "The server's administrative state before and after, for example V(state: enabled) to V(state: drained)."
   platform:
     platforms: posix
     details: Runs on the host that has the HAProxy socket (delegate to it).

@@ -64,8 +64,10 @@ def test_drain_and_enable_are_idempotent_and_check_mode_changes_nothing(lb):
     assert not run.failed, run.output
     assert run.result["changed"] and run.result["previous_state"] == "enabled" and run.result["state"] == "drained"
     assert run.result["sessions"] == 0
+    assert (run.result["diff"]["before"], run.result["diff"]["after"]) == ("state: enabled\n", "state: drained\n")
     assert lb.server_status()["web1"] == "DRAIN"
-    assert not set_state(lb, "drained").result["changed"]
+    again = set_state(lb, "drained").result
+    assert not again["changed"] and "diff" not in again
 
     run = set_state(lb, "enabled")
     assert run.result["changed"] and run.result["previous_state"] == "drained" and run.result["state"] == "enabled"
