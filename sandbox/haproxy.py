@@ -12,14 +12,13 @@ directory, which stop() removes.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
 
-from sandbox.s3server import free_port, stop_process
+from sandbox.owned import OwnedServer, free_port
 
 HAPROXY = "/usr/sbin/haproxy"
 READY_TIMEOUT = 15.0
@@ -56,7 +55,9 @@ def available():
     return os.access(HAPROXY, os.X_OK)
 
 
-class HAProxy:
+class HAProxy(OwnedServer):
+    LOG = "haproxy.log"
+
     def __init__(self, servers, backend=BACKEND):
         """servers: {name: (address, port)}, in order."""
         self.servers = dict(servers)
@@ -144,23 +145,3 @@ class HAProxy:
             if fields["pxname"] == self.backend and fields["svname"] in self.servers:
                 found[fields["svname"]] = fields["status"]
         return found
-
-    def stop(self):
-        stop_process(self.process, timeout=10)
-        self.process = None
-        if self.base:
-            shutil.rmtree(self.base, ignore_errors=True)
-            self.base = None
-
-    def log_tail(self, size=2000):
-        try:
-            with open(os.path.join(self.base, "haproxy.log"), "rb") as handle:
-                return handle.read()[-size:].decode("utf-8", "replace")
-        except (OSError, TypeError):
-            return ""
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

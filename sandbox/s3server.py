@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,27 +31,11 @@ import time
 import urllib.error
 import urllib.request
 
+from sandbox.owned import OwnedServer, free_port
+
 KINDS = ("moto", "rclone")
 REGION = "us-east-1"
 READY_TIMEOUT = 20.0
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process(process, timeout):
-    """SIGTERM, then SIGKILL if it is still there after timeout seconds; waits for it either way."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _venv_bin(name):
@@ -66,8 +49,10 @@ def _venv_bin(name):
     return found
 
 
-class S3Server:
+class S3Server(OwnedServer):
     """One S3 server of ``kind`` (moto or rclone) on a free 127.0.0.1 port."""
+
+    STOP_TIMEOUT = 5
 
     def __init__(self, kind, name=None, also_listen=None):
         if kind not in KINDS:
@@ -164,26 +149,7 @@ class S3Server:
     def stop(self):
         if self.process and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGCONT)  # a paused server cannot handle SIGTERM
-        stop_process(self.process, timeout=5)
-        self.process = None
-        if self.base:
-            shutil.rmtree(self.base, ignore_errors=True)
-            self.base = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def log_tail(self, size=2000):
-        try:
-            with open(os.path.join(self.base, "server.log"), "rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, handle.tell() - size))
-                return handle.read().decode("utf-8", "replace")
-        except (OSError, TypeError):
-            return ""
+        super().stop()
 
     # use ---------------------------------------------------------------------
     def module_params(self):

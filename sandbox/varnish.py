@@ -11,14 +11,13 @@ object really is served until purged) and accepts PURGE and BAN from 127.0.0.1 o
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
 
-from sandbox.s3server import free_port, stop_process
+from sandbox.owned import OwnedServer, free_port
 
 VARNISHD = "/usr/sbin/varnishd"
 READY_TIMEOUT = 30.0
@@ -72,7 +71,9 @@ def available():
     return os.access(VARNISHD, os.X_OK)
 
 
-class Varnish:
+class Varnish(OwnedServer):
+    LOG = "varnishd.log"
+
     def __init__(self, backend_port):
         self.backend_port = backend_port
         self.port = None
@@ -117,28 +118,8 @@ class Varnish:
         self.stop()
         raise RuntimeError("varnishd did not answer on %s within %.0f s" % (self.url, READY_TIMEOUT))
 
-    def stop(self):
-        stop_process(self.process, timeout=10)
-        self.process = None
-        if self.base:
-            shutil.rmtree(self.base, ignore_errors=True)
-            self.base = None
-
-    def log_tail(self, size=2000):
-        try:
-            with open(os.path.join(self.base, "varnishd.log"), "rb") as handle:
-                return handle.read()[-size:].decode("utf-8", "replace")
-        except (OSError, TypeError):
-            return ""
-
     def get(self, path, headers=None):
         """(body, X-Cache) of a GET through the cache."""
         request = urllib.request.Request(self.url + path, headers=headers or {})
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read(), response.headers.get("X-Cache")
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
