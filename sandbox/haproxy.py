@@ -62,13 +62,6 @@ class HAProxy(OwnedServer):
         """servers: {name: (address, port)}, in order."""
         self.servers = dict(servers)
         self.backend = backend
-        self.port = None
-        self.base = None
-        self.process = None
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
 
     @property
     def socket(self):

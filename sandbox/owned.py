@@ -38,6 +38,11 @@ class OwnedServer:
 
     process = None
     base = None
+    port = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
 
     def start(self):
         raise NotImplementedError

@@ -76,13 +76,6 @@ class Varnish(OwnedServer):
 
     def __init__(self, backend_port):
         self.backend_port = backend_port
-        self.port = None
-        self.base = None
-        self.process = None
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
 
     def start(self):
         if not available():
