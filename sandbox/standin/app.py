@@ -21,7 +21,12 @@ Sandbox additions: ``/version`` answers the release it runs (Treazrisland has no
 such endpoint); ``POST /users`` is a live write, refused (503) while
 ``<base>/shared/maintenance`` exists; two drills report a fourth dependency,
 ``drill``, as down: a release holding ``backend/BROKEN``, and a host whose
-``DEGRADED_VERSIONS`` lists the release.
+``DEGRADED_VERSIONS`` lists the release. A release holding ``backend/DRILL.json``
+(``{"error_rate": 0.2, "delay_ms": 150}``) answers that share of its reads with 500
+and slows them, while its /health stays "ok": what only a metrics gate can see.
+``GET /roms`` reads the ``Rom`` table, so it fails on an unmigrated database. The
+maintenance flag answers 503 with ``Retry-After``; holding the word ``all`` it
+refuses every route but /health.
 """
 
 from __future__ import annotations
@@ -128,6 +133,32 @@ def health(env):
     return {"status": "ok" if healthy else "degraded", "dependencies": dependencies}
 
 
+class Drill:
+    """backend/DRILL.json of a release: a share of its reads answered 500, each read slowed."""
+
+    def __init__(self):
+        path = os.path.join(HERE, "DRILL.json")
+        settings = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                settings = json.load(handle)
+        self.error_rate = float(settings.get("error_rate", 0))
+        self.delay = float(settings.get("delay_ms", 0)) / 1000.0
+        self.reads = 0
+        self.lock = threading.Lock()
+
+    def misbehave(self):
+        """Sleep the drill's delay; True when this read is one of the share answered 500 (evenly spread)."""
+        if self.delay:
+            time.sleep(self.delay)
+        with self.lock:
+            self.reads += 1
+            return int(self.reads * self.error_rate) != int((self.reads - 1) * self.error_rate)
+
+
+DRILL = Drill()
+
+
 def maintenance_flag():
     """<base>/shared/maintenance: while it exists, writes are refused (the maintenance hook)."""
     # Textually: RELEASE is <base>/current, a symlink, and the file system would take ".." from its target.
@@ -186,9 +217,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         status = self._post_users() if self.path == "/users" else self._send_error(404, "not found")
         METRICS.observe("POST", self.path, status, time.monotonic() - started)
 
+    def _maintenance(self):
+        """None outside maintenance, else what it refuses: "writes" or "all"."""
+        try:
+            with open(maintenance_flag(), encoding="utf-8") as handle:
+                return "all" if handle.read().strip() == "all" else "writes"
+        except FileNotFoundError:
+            return None
+
     def _post_users(self):
-        if os.path.exists(maintenance_flag()):
-            return self._send_error(503, "maintenance")
+        if self._maintenance():
+            return self._send_unavailable()
         email = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))["email"]
         try:
             import psycopg  # pylint: disable=import-outside-toplevel
@@ -205,11 +244,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
         started = time.monotonic()
         if self.path == "/health":
             status = self._send_json(health(self.env))
+        elif self._maintenance() == "all":
+            status = self._send_unavailable()
+        elif self.path in ("/version", "/roms") and DRILL.misbehave():
+            status = self._send_error(500, "failing on purpose (DRILL.json)")
         elif self.path == "/version":
             status = self._send_json({"version": release_file("VERSION")})
+        elif self.path == "/roms":
+            status = self._get_roms()
         else:
             status = self._send_error(404, "not found")
         METRICS.observe("GET", self.path, status, time.monotonic() - started)
+
+    def _get_roms(self):
+        try:
+            import psycopg  # pylint: disable=import-outside-toplevel
+            with psycopg.connect(self.env["DATABASE_URL"], connect_timeout=3) as conn:
+                rows = conn.execute('SELECT id, title FROM "Rom" ORDER BY id LIMIT 20').fetchall()
+        except Exception as error:  # noqa: BLE001 - a missing table is what an unmigrated database gives
+            return self._send_error(500, str(error).strip().splitlines()[0])
+        return self._send_json({"roms": [{"id": rom_id, "title": title} for rom_id, title in rows]})
+
+    def _send_unavailable(self):
+        data = b"maintenance\n"
+        self.send_response(503)
+        self.send_header("Retry-After", "30")
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return 503
 
     def _send_json(self, body):
         data = json.dumps(body).encode()
