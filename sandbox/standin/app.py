@@ -42,7 +42,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))  # <release>/backend
 RELEASE = os.path.dirname(HERE)
-METRICS_PORT = 9464
+METRICS_PORT = 9464  # the real backend's default; METRICS_PORT in its configuration moves it
 _DOTENV_LINE = re.compile(r"^\s*([\w.-]+)\s*=\s*(.*)?\s*$")
 
 
@@ -315,11 +315,12 @@ def main():
         print("Invalid environment configuration: %s" % "; ".join(problems), file=sys.stderr, flush=True)
         return 1
     Handler.env = env
-    metrics = http.server.ThreadingHTTPServer(("0.0.0.0", METRICS_PORT), MetricsHandler)
+    metrics_port = int(env.get("METRICS_PORT") or METRICS_PORT)
+    metrics = http.server.ThreadingHTTPServer(("0.0.0.0", metrics_port), MetricsHandler)
     threading.Thread(target=metrics.serve_forever, daemon=True).start()
     server = http.server.ThreadingHTTPServer(("0.0.0.0", int(env["PORT"])), Handler)
-    print("treazrisland stand-in %s listening on %s, metrics on %d" % (release_file("VERSION"), env["PORT"],
-                                                                        METRICS_PORT), flush=True)
+    print("treazrisland stand-in %s listening on %s, metrics on %d"
+          % (release_file("VERSION"), env["PORT"], metrics_port), flush=True)
     server.serve_forever()
     return 0
 
