@@ -58,10 +58,12 @@ def available():
 class HAProxy(OwnedServer):
     LOG = "haproxy.log"
 
-    def __init__(self, servers, backend=BACKEND):
-        """servers: {name: (address, port)}, in order."""
+    def __init__(self, servers, backend=BACKEND, weight=None):
+        """servers: {name: (address, port)}, in order; weight: each server's configured weight (HAProxy's 1 if None;
+        100 lets a canary step of 10% mean 10)."""
         self.servers = dict(servers)
         self.backend = backend
+        self.weight = weight
 
     @property
     def socket(self):
@@ -73,10 +75,11 @@ class HAProxy(OwnedServer):
         self.base = tempfile.mkdtemp(prefix="treazrisland-haproxy-")
         self.port = free_port()
         config = os.path.join(self.base, "haproxy.cfg")
+        weight = " weight %d" % self.weight if self.weight else ""
         with open(config, "w") as handle:
             handle.write(CONFIG % {
                 "socket": self.socket, "port": self.port, "backend": self.backend,
-                "servers": "\n".join("    server %s %s:%d" % (name, address, port)
+                "servers": "\n".join("    server %s %s:%d%s" % (name, address, port, weight)
                                      for name, (address, port) in self.servers.items())})
         log = open(os.path.join(self.base, "haproxy.log"), "ab")  # pylint: disable=consider-using-with
         try:

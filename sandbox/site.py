@@ -76,7 +76,8 @@ class Site:
         if self.own_hosts:
             self.hosts = SshHosts(count=3).start()
         # HAProxy on 127.0.0.1 in front of the app hosts: one server per host, named as in the inventory.
-        self.lb = HAProxy({host.name: (host.address, APP_PORT) for host in self.hosts.hosts}).start()
+        # Weight 100 each, so that a canary step of 10% is a weight of 10 (HAProxy's default weight is 1).
+        self.lb = HAProxy({host.name: (host.address, APP_PORT) for host in self.hosts.hosts}, weight=100).start()
         self.cluster = PgCluster(name="site", also_listen=CONTROLLER_ADDRESS).start()
         # The app hosts reach the bucket over the bridge, as the backend's object storage.
         self.s3 = S3Server("rclone", name="site", also_listen=CONTROLLER_ADDRESS).start()

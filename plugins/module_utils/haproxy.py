@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: Treazrisland ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""HAProxy's runtime API over its unix socket: a server's administrative state and its sessions.
+"""HAProxy's runtime API over its unix socket: a server's administrative state, its weight and its sessions.
 
 One command per connection (the socket's non-interactive mode: HAProxy answers and closes).
 ``set_server`` is the service of the ``haproxy_server`` module.
@@ -62,7 +62,7 @@ def admin_word(admin):
 
 
 def server_state(path, backend, server, timeout=5.0):
-    """{admin, operational, weight} of one server, from "show servers state <backend>"."""
+    """{admin, operational, weight, initial_weight} of one server, from "show servers state <backend>"."""
     answer = command(path, "show servers state %s" % backend, timeout)
     lines = [line for line in answer.splitlines() if line.strip()]
     if not lines or not lines[0].strip().isdigit():
@@ -75,7 +75,7 @@ def server_state(path, backend, server, timeout=5.0):
         fields = dict(zip(header or [], line.split()))
         if fields.get("be_name") == backend and fields.get("srv_name") == server:
             return {"admin": int(fields["srv_admin_state"]), "operational": int(fields["srv_op_state"]),
-                    "weight": int(fields["srv_uweight"])}
+                    "weight": int(fields["srv_uweight"]), "initial_weight": int(fields["srv_iweight"])}
     raise OpsError("HAProxy backend %r has no server %r" % (backend, server))
 
 
@@ -110,26 +110,64 @@ def wait_for_no_sessions(path, backend, server, wait_timeout, interval=0.2, time
         time.sleep(interval)
 
 
+def wanted_weight(weight, initial_weight):
+    """The absolute weight (0-256) that weight ("50", "50%") means for a server configured with initial_weight.
+
+    A percentage is of the configured weight; a non-zero one never rounds down to 0 (which would drain).
+    """
+    text = str(weight).strip()
+    number = text[:-1] if text.endswith("%") else text
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if text.endswith("%") and 0 <= value <= 100:
+        absolute = int(round(initial_weight * value / 100.0))
+        return max(absolute, 1) if value > 0 and initial_weight > 0 else absolute
+    if not text.endswith("%") and value.is_integer() and 0 <= value <= 256:
+        return int(value)
+    raise OpsError("weight must be 0 to 256 or a percentage of the configured weight (0%%-100%%), not %r" % weight)
+
+
+def describe(state, weight):
+    return "state: %s\nweight: %d\n" % (state, weight)
+
+
 def set_server(params, check_mode):
-    """The haproxy_server module: bring a server to params["state"], idempotently."""
+    """The haproxy_server module: bring a server to params["state"] and params["weight"], idempotently.
+
+    Neither given: only reads the server. The weight is set before the state, so a server enabled with a
+    weight never takes a request at its former weight.
+    """
     path, backend, server = params["socket"], params["backend"], params["server"]
     timeout = params["timeout"]
     wanted = params["state"]
-    word, already = STATES[wanted]
     before = server_state(path, backend, server, timeout)
-    changed = not already(before["admin"])
-    if changed and not check_mode:
-        answer = command(path, "set server %s/%s state %s" % (backend, server, word), timeout).strip()
+    weight = None if params.get("weight") is None else wanted_weight(params["weight"], before["initial_weight"])
+    weight_changed = weight is not None and weight != before["weight"]
+    state_changed = wanted is not None and not STATES[wanted][1](before["admin"])
+    name = "%s/%s" % (backend, server)
+    if weight_changed and not check_mode:
+        answer = command(path, "set server %s weight %d" % (name, weight), timeout).strip()
         if answer:
-            raise OpsError("HAProxy refused to set %s/%s to %s: %s" % (backend, server, word, answer))
+            raise OpsError("HAProxy refused to set the weight of %s to %d: %s" % (name, weight, answer))
+    if state_changed and not check_mode:
+        word = STATES[wanted][0]
+        answer = command(path, "set server %s state %s" % (name, word), timeout).strip()
+        if answer:
+            raise OpsError("HAProxy refused to set %s to %s: %s" % (name, word, answer))
     after = before if check_mode else server_state(path, backend, server, timeout)
-    result = {"changed": changed, "backend": backend, "server": server,
-              "previous_state": admin_word(before["admin"]),
-              "state": wanted if check_mode else admin_word(after["admin"]),
+    previous_state = admin_word(before["admin"])
+    result = {"changed": weight_changed or state_changed, "backend": backend, "server": server,
+              "previous_state": previous_state,
+              "state": wanted if check_mode and wanted else admin_word(after["admin"]),
+              "previous_weight": before["weight"],
+              "weight": weight if check_mode and weight is not None else after["weight"],
+              "initial_weight": before["initial_weight"],
               "waited": 0.0, "sessions": None}
-    if changed:
-        name = "%s/%s" % (backend, server)
-        result["diff"] = {"before": "state: %s\n" % result["previous_state"], "after": "state: %s\n" % wanted,
+    if result["changed"]:
+        result["diff"] = {"before": describe(previous_state, before["weight"]),
+                          "after": describe(result["state"], result["weight"]),
                           "before_header": name, "after_header": name}
     if wanted in ("drained", "disabled") and params["wait"] and not check_mode:
         waited, left = wait_for_no_sessions(path, backend, server, params["wait_timeout"], timeout=timeout)

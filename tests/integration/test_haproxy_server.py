@@ -41,8 +41,9 @@ def lb():
     servers = [Server(("127.0.0.1", 0), Handler) for _number in range(2)]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
+    # Configured weight 100, so that a percentage step such as 10% is a weight of 10.
     with HAProxy({"web%d" % number: ("127.0.0.1", server.server_address[1])
-                  for number, server in enumerate(servers, 1)}) as proxy:
+                  for number, server in enumerate(servers, 1)}, weight=100) as proxy:
         proxy.wait_until_up()
         yield proxy
     for server in servers:
@@ -50,9 +51,19 @@ def lb():
         server.server_close()
 
 
-def set_state(lb, state, check=False, **args):
-    return run_module("haproxy_server", dict(socket=lb.socket, backend="app", server="web1", state=state, **args),
-                      check=check)
+def set_state(lb, state, check=False, diff=False, **args):
+    if state is not None:
+        args["state"] = state
+    return run_module("haproxy_server", dict(socket=lb.socket, backend="app", server="web1", **args), check=check,
+                      diff=diff)
+
+
+def weights(lb):
+    """{server: (current weight, configured weight)} as HAProxy reports them."""
+    lines = [line.split() for line in lb.command("show servers state app").splitlines()[1:] if line.strip()]
+    header = lines[0][1:]
+    rows = [dict(zip(header, line)) for line in lines[1:]]
+    return {row["srv_name"]: (int(row["srv_uweight"]), int(row["srv_iweight"])) for row in rows}
 
 
 def test_drain_and_enable_are_idempotent_and_check_mode_changes_nothing(lb):
@@ -64,7 +75,8 @@ def test_drain_and_enable_are_idempotent_and_check_mode_changes_nothing(lb):
     assert not run.failed, run.output
     assert run.result["changed"] and run.result["previous_state"] == "enabled" and run.result["state"] == "drained"
     assert run.result["sessions"] == 0
-    assert (run.result["diff"]["before"], run.result["diff"]["after"]) == ("state: enabled\n", "state: drained\n")
+    diff = run.result["diff"]
+    assert (diff["before"], diff["after"]) == ("state: enabled\nweight: 100\n", "state: drained\nweight: 100\n")
     assert lb.server_status()["web1"] == "DRAIN"
     again = set_state(lb, "drained").result
     assert not again["changed"] and "diff" not in again
@@ -88,15 +100,16 @@ def test_drain_waits_for_the_requests_in_flight_and_fails_when_they_outlast_the_
         time.sleep(0.3)
         return threads
 
-    threads = slow(4)  # the module itself takes a second or two to start
-    run = set_state(lb, "drained", wait_timeout=10)
+    # Long enough for the module to start on a busy machine (it takes a few seconds there).
+    threads = slow(10)
+    run = set_state(lb, "drained", wait_timeout=20)
     assert not run.failed, run.output
     assert run.result["sessions"] == 0 and run.result["waited"] > 0.5, run.result
     for thread in threads:
         thread.join()
     set_state(lb, "enabled")
 
-    threads = slow(6)
+    threads = slow(12)
     run = set_state(lb, "drained", wait_timeout=1)
     assert run.failed
     assert "app/web1 still has " in run.msg and "session(s) after 1 s of draining; it stays drained" in run.msg
@@ -111,3 +124,44 @@ def test_an_unknown_server_or_socket_fails_with_its_name(lb):
     run = run_module("haproxy_server", dict(socket=lb.socket + ".missing", backend="app", server="web1",
                                             state="drained"))
     assert run.failed and "HAProxy runtime API at " in run.msg, run.output
+
+
+def test_weight_steps_are_idempotent_with_diff_and_check_mode_and_enable_at_full_weight(lb):
+    assert weights(lb) == {"web1": (100, 100), "web2": (100, 100)}
+    run = set_state(lb, None, check=True, weight="10%")
+    assert not run.failed and run.result["changed"] and run.result["weight"] == 10, run.output
+    assert weights(lb)["web1"] == (100, 100)  # check mode changed nothing
+
+    run = set_state(lb, None, diff=True, weight="10%")
+    assert not run.failed, run.output
+    assert (run.result["previous_weight"], run.result["weight"], run.result["initial_weight"]) == (10 * 10, 10, 100)
+    assert run.result["diff"]["before"] == "state: enabled\nweight: 100\n"
+    assert run.result["diff"]["after"] == "state: enabled\nweight: 10\n"
+    assert weights(lb) == {"web1": (10, 100), "web2": (100, 100)}
+    again = set_state(lb, None, weight="10").result  # the same weight, given as a number
+    assert not again["changed"] and "diff" not in again, again
+
+    # Drained and enabled again at a step: the weight is kept through the drain, then set with the state.
+    set_state(lb, "drained")
+    run = set_state(lb, "enabled", weight="50%")
+    assert run.result["changed"] and run.result["state"] == "enabled" and run.result["weight"] == 50, run.result
+    assert lb.server_status()["web1"] == "UP" and weights(lb)["web1"] == (50, 100)
+
+    # A weight 0 takes the server out of the rotation, its state untouched.
+    assert set_state(lb, None, weight="0").result["weight"] == 0
+    assert lb.server_status()["web1"] == "UP" and weights(lb)["web1"] == (0, 100)
+
+    # Enable at full weight: the configured weight, whatever the step was.
+    run = set_state(lb, "enabled", weight="100%")
+    assert run.result["changed"] and run.result["weight"] == 100 and run.result["state"] == "enabled", run.result
+    assert lb.server_status()["web1"] == "UP" and weights(lb)["web1"] == (100, 100)
+    assert not set_state(lb, "enabled", weight="100%").result["changed"]
+
+    # Read only: neither state nor weight.
+    read = set_state(lb, None).result
+    assert not read["changed"] and (read["state"], read["weight"], read["initial_weight"]) == ("enabled", 100, 100)
+
+    for wrong in ("257", "120%", "-1", "half"):
+        run = set_state(lb, None, weight=wrong)
+        assert run.failed and "weight must be 0 to 256 or a percentage of the configured weight" in run.msg, wrong
+    assert weights(lb)["web1"] == (100, 100)
