@@ -33,6 +33,7 @@ lint: setup
 bench: setup
 	python bench/db_bench.py
 	python bench/s3_bench.py
+	python bench/upgrade_bench.py
 
 clean:
 	rm -rf .build .pytest_cache tests/output demo-output
