@@ -55,7 +55,7 @@ options:
   run_id:
     description:
       - Names the freeze in the prefix of frozen lines and in the record, for example the upgrade's run id.
-      - Letters, digits and C(. _ : -). Default is the UTC time. When a record is present its id is kept.
+      - "Letters, digits and C(. _ : -). Default is the UTC time. When a record is present its id is kept."
     type: str
   record:
     description: JSON file (0600) naming exactly what the freeze disabled.
