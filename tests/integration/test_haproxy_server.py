@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from helpers import run_module
+from helpers import run_module, run_tasks
 from sandbox.haproxy import HAProxy, available
 
 pytestmark = pytest.mark.skipif(not available(), reason="Debian's haproxy is not installed (sandbox/setup.sh)")
@@ -128,40 +128,48 @@ def test_an_unknown_server_or_socket_fails_with_its_name(lb):
 
 def test_weight_steps_are_idempotent_with_diff_and_check_mode_and_enable_at_full_weight(lb):
     assert weights(lb) == {"web1": (100, 100), "web2": (100, 100)}
-    run = set_state(lb, None, check=True, weight="10%")
-    assert not run.failed and run.result["changed"] and run.result["weight"] == 10, run.output
-    assert weights(lb)["web1"] == (100, 100)  # check mode changed nothing
+    server = dict(socket=lb.socket, backend="app", server="web1")
 
-    run = set_state(lb, None, diff=True, weight="10%")
-    assert not run.failed, run.output
-    assert (run.result["previous_weight"], run.result["weight"], run.result["initial_weight"]) == (10 * 10, 10, 100)
-    assert run.result["diff"]["before"] == "state: enabled\nweight: 100\n"
-    assert run.result["diff"]["after"] == "state: enabled\nweight: 10\n"
-    assert weights(lb) == {"web1": (10, 100), "web2": (100, 100)}
-    again = set_state(lb, None, weight="10").result  # the same weight, given as a number
-    assert not again["changed"] and "diff" not in again, again
+    def task(name, check=False, **args):
+        return {"name": name, "treazrisland.ops.haproxy_server": dict(server, **args), "check_mode": check,
+                "diff": True, "ignore_errors": True}
 
-    # Drained and enabled again at a step: the weight is kept through the drain, then set with the state.
-    set_state(lb, "drained")
-    run = set_state(lb, "enabled", weight="50%")
-    assert run.result["changed"] and run.result["state"] == "enabled" and run.result["weight"] == 50, run.result
-    assert lb.server_status()["web1"] == "UP" and weights(lb)["web1"] == (50, 100)
+    # One play, so one ansible-playbook start: each result's weight and state are read back from HAProxy.
+    run = run_tasks([
+        task("check 10%", check=True, weight="10%"),
+        task("10%", weight="10%"),
+        task("10 again, as a number", weight="10"),
+        task("drain", state="drained"),
+        task("enable at 50%", state="enabled", weight="50%"),
+        task("weight 0", weight="0"),
+        task("enable at full weight", state="enabled", weight="100%"),
+        task("full weight again", state="enabled", weight="100%"),
+        task("read", check=False),
+    ] + [task("wrong " + wrong, weight=wrong) for wrong in ("257", "120%", "-1", "half")])
+    results = {record["task"]: record["result"] for record in run.results}
+    failed = {record["task"] for record in run.results if record["status"] == "failed"}
 
+    check = results["check 10%"]
+    assert check["changed"] and check["weight"] == 10 and check["previous_weight"] == 100, run.output
+    first = results["10%"]
+    assert (first["previous_weight"], first["weight"], first["initial_weight"]) == (100, 10, 100), first
+    assert first["diff"]["before"] == "state: enabled\nweight: 100\n", first
+    assert first["diff"]["after"] == "state: enabled\nweight: 10\n", first
+    assert not results["10 again, as a number"]["changed"] and "diff" not in results["10 again, as a number"]
+
+    # Drained, then enabled at a step: the weight is set with the state, in one task.
+    step = results["enable at 50%"]
+    assert (step["previous_state"], step["state"], step["previous_weight"], step["weight"]) == (
+        "drained", "enabled", 10, 50), step
     # A weight 0 takes the server out of the rotation, its state untouched.
-    assert set_state(lb, None, weight="0").result["weight"] == 0
-    assert lb.server_status()["web1"] == "UP" and weights(lb)["web1"] == (0, 100)
-
-    # Enable at full weight: the configured weight, whatever the step was.
-    run = set_state(lb, "enabled", weight="100%")
-    assert run.result["changed"] and run.result["weight"] == 100 and run.result["state"] == "enabled", run.result
-    assert lb.server_status()["web1"] == "UP" and weights(lb)["web1"] == (100, 100)
-    assert not set_state(lb, "enabled", weight="100%").result["changed"]
-
-    # Read only: neither state nor weight.
-    read = set_state(lb, None).result
+    assert (results["weight 0"]["state"], results["weight 0"]["weight"]) == ("enabled", 0)
+    full = results["enable at full weight"]
+    assert full["changed"] and (full["state"], full["weight"]) == ("enabled", 100), full
+    assert not results["full weight again"]["changed"]
+    read = results["read"]
     assert not read["changed"] and (read["state"], read["weight"], read["initial_weight"]) == ("enabled", 100, 100)
-
+    assert failed == {"wrong 257", "wrong 120%", "wrong -1", "wrong half"}, run.output
     for wrong in ("257", "120%", "-1", "half"):
-        run = set_state(lb, None, weight=wrong)
-        assert run.failed and "weight must be 0 to 256 or a percentage of the configured weight" in run.msg, wrong
-    assert weights(lb)["web1"] == (100, 100)
+        assert "weight must be 0 to 256 or a percentage of the configured weight" in results["wrong " + wrong]["msg"]
+    assert weights(lb) == {"web1": (100, 100), "web2": (100, 100)}
+    assert lb.server_status()["web1"] == "UP"
