@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The shellcheck package is for the shellcheck test of tests/sanity.sh (ansible-test skips it without the program).
-packages=(postgresql postgresql-contrib python3-venv util-linux shellcheck openssh-server openssh-client iproute2 procps varnish haproxy)
+packages=(postgresql postgresql-contrib python3-venv util-linux shellcheck openssh-server openssh-client iproute2 procps varnish haproxy
+          prometheus prometheus-postgres-exporter)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -26,6 +27,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   if printf '%s\n' "${missing[@]}" | grep -qx haproxy; then
     service haproxy stop >/dev/null 2>&1 || true
   fi
+  # And Prometheus' own (:9090) and the exporter's (:9187); the release gate tests start theirs on free ports.
+  for service in prometheus prometheus-postgres-exporter; do
+    if printf '%s\n' "${missing[@]}" | grep -qx "$service"; then
+      service "$service" stop >/dev/null 2>&1 || true
+    fi
+  done
   # The package starts a default cluster on 5432; the project uses throwaway clusters only.
   if command -v pg_lsclusters >/dev/null; then
     pg_lsclusters --no-header 2>/dev/null | while read -r version cluster _port status _rest; do
