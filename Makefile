@@ -13,8 +13,9 @@ setup:
 demo: setup
 	python sandbox/demo.py
 
+# Two workers, a module each at a time: the upgrade tests spend much of their time waiting on hosts.
 test: setup
-	python -m pytest
+	python -m pytest -n 2 --dist loadfile
 	bash tests/sanity.sh
 	ansible-lint
 

@@ -17,6 +17,18 @@ from sandbox.sample_db import populate  # noqa: E402
 
 SAMPLE_DB = "treazrisland"
 
+# `make test` runs two pytest-xdist workers that take a whole module at a time (--dist loadfile), in the
+# order collected: the longest modules go first, so that none of them is left to run alone at the end.
+LONGEST_FIRST = ["test_upgrade_faults.py", "test_traffic_strategies.py", "test_upgrade.py", "test_db_moved.py",
+                 "test_db_roundtrip.py", "test_migrations.py"]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = os.path.basename(str(item.path))
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank)  # stable: tests keep their order within a module
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_home(tmp_path_factory):
