@@ -118,13 +118,12 @@ def cron_files(params):
 
 
 def read_text(path):
+    """The file's text; bytes that are not UTF-8 (a Latin-1 comment) survive the round trip unchanged."""
     try:
         with open(path, "rb") as handle:
-            return handle.read().decode("utf-8")
+            return handle.read().decode("utf-8", "surrogateescape")
     except OSError as error:
         raise OpsError("cannot read %s: %s" % (path, error.strerror or error))
-    except UnicodeDecodeError:
-        raise OpsError("%s is not UTF-8 text; freeze its jobs by hand" % path)
 
 
 def write_like(path, text):
@@ -133,7 +132,7 @@ def write_like(path, text):
     info = os.stat(real)
     try:
         with atomic.atomic_file(real, mode=info.st_mode & 0o7777) as target:
-            target.write(text.encode("utf-8"))
+            target.write(text.encode("utf-8", "surrogateescape"))
             if (info.st_uid, info.st_gid) != (os.getuid(), os.getgid()):
                 os.chown(target.temp_path, info.st_uid, info.st_gid)
     except OSError as error:

@@ -279,3 +279,17 @@ def test_lines_gone_meanwhile_are_reported_and_a_damaged_record_stops_the_thaw(h
     host.write("state/freeze.json", "{not json", 0o600)
     with pytest.raises(OpsError, match="freeze record .* cannot be read"):
         freeze(host.params("thawed"), False)
+
+
+def test_bytes_that_are_not_utf8_come_back_unchanged(host):
+    os.unlink(host.user_file)
+    latin1 = b"# r\xe9sum\xe9 des t\xe2ches\n0 3 * * * root treazrisland-backup --label caf\xe9\n"
+    path = os.path.join(host.root, "etc/cron.d/latin1")
+    with open(path, "wb") as handle:
+        handle.write(latin1)
+    freeze(host.params("frozen", run_id="r1", timers=False), False)
+    with open(path, "rb") as handle:
+        assert handle.read() == latin1.replace(b"0 3 *", b"#treazrisland-frozen r1# 0 3 *")
+    freeze(host.params("thawed"), False)
+    with open(path, "rb") as handle:
+        assert handle.read() == latin1
