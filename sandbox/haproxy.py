@@ -40,6 +40,12 @@ defaults
 
 frontend web
     bind 127.0.0.1:%(port)d
+    # Maintenance window (treazrisland.ops.haproxy_maintenance, docs/maintenance.md): the map's entry for
+    # "treazrisland", set over the runtime API, refuses everything but /health ("all") or writes ("writes").
+    acl maintenance_all str(treazrisland),map(%(maintenance_map)s) -m str all
+    acl maintenance_writes str(treazrisland),map(%(maintenance_map)s) -m str writes
+    http-request return status 503 content-type text/plain string "maintenance" hdr Retry-After 30 if maintenance_all !{ path /health }
+    http-request return status 503 content-type text/plain string "maintenance" hdr Retry-After 30 if maintenance_writes !METH_GET
     default_backend %(backend)s
 
 backend %(backend)s
@@ -69,6 +75,11 @@ class HAProxy(OwnedServer):
     def socket(self):
         return os.path.join(self.base, "admin.sock")
 
+    @property
+    def maintenance_map(self):
+        """The maintenance window's map file (empty at start: no window)."""
+        return os.path.join(self.base, "maintenance.map")
+
     def start(self):
         if not available():
             raise RuntimeError("%s not found: run bash sandbox/setup.sh (Debian's haproxy package)" % HAPROXY)
@@ -76,9 +87,11 @@ class HAProxy(OwnedServer):
         self.port = free_port()
         config = os.path.join(self.base, "haproxy.cfg")
         weight = " weight %d" % self.weight if self.weight else ""
+        open(self.maintenance_map, "w").close()  # pylint: disable=consider-using-with
         with open(config, "w") as handle:
             handle.write(CONFIG % {
                 "socket": self.socket, "port": self.port, "backend": self.backend,
+                "maintenance_map": self.maintenance_map,
                 "servers": "\n".join("    server %s %s:%d%s" % (name, address, port, weight)
                                      for name, (address, port) in self.servers.items())})
         log = open(os.path.join(self.base, "haproxy.log"), "ab")  # pylint: disable=consider-using-with
