@@ -7,7 +7,7 @@ second, and Debian's postgres exporter in front of a throwaway PostgreSQL cluste
 
 Most gates call the module's service function (run_gate) directly: the module is its argument spec and that
 one call, and an ansible-playbook start costs seconds per task on the sandbox's busy cores. One test runs
-the module through ansible-playbook: check mode, a failed task's result, the password kept out of the output.
+the module through ansible-playbook: in check mode, a failed task's result, the password kept out of the output.
 Prometheus' API asks for basic auth, so every query goes with the gate's credentials.
 """
 
@@ -118,7 +118,7 @@ def test_an_erring_canary_fails_naming_the_check_and_its_error_rate(site):
     assert re.search(r'check "canary error rate": 0\.[12][0-9]* > max 0.05 in 2 of 2 samples$', result["msg"]), \
         result["msg"]
     rate, p95 = result["checks"]
-    assert rate["failures"] == 2 and rate["last"]["value"] == pytest.approx(0.2, abs=0.03)
+    assert rate["failures"] == 2 and 0.1 < rate["last"]["value"] < 0.35  # a fifth, give or take a 5 s window
     assert p95["passed"]  # its reads are quick, only wrong
 
 
@@ -244,22 +244,17 @@ def test_no_series_a_rejected_query_refused_credentials_and_an_absent_prometheus
                                     "credentials (HTTP 401)" % prom.url), result["msg"]
 
 
-def test_through_ansible_check_mode_a_failed_task_and_no_password_in_the_output(site):
-    """The module as operators run it: a passing gate in check mode, then a failing one with its result."""
+def test_through_ansible_in_check_mode_a_failed_task_and_no_password_in_the_output(site):
+    """The module as operators run it, in check mode: it still samples, and fails the task with its result."""
     prom, _apps = site
-    good = {"name": "canary error rate", "kind": "prometheus", "query": error_rate("good"), "max": 0.05,
-            "on_empty": "zero"}
-    erring = dict(good, query=error_rate("erring"))
-    common = dict(bake_time=1, interval=1, prometheus_url=prom.url, prometheus_username=USER,
-                  prometheus_password=PASSWORD)
-    run = run_tasks([
-        {"name": "healthy", "check_mode": True, "treazrisland.ops.release_gate": dict(common, checks=[good])},
-        {"name": "erring", "ignore_errors": True, "treazrisland.ops.release_gate": dict(common, checks=[erring])},
-    ])
-    found = {record["task"]: (record["status"], record["result"]) for record in run.results}
-    assert found["healthy"][0] == "ok" and found["healthy"][1]["passed"], run.output
-    assert found["healthy"][1]["samples"] == 2 and not found["healthy"][1]["changed"]
-    status, result = found["erring"]
-    assert status == "failed" and result["passed"] is False and result["failed_checks"] == ["canary error rate"]
-    assert 'check "canary error rate": 0.' in result["msg"] and "> max 0.05 in 1 of 1 samples" in result["msg"]
+    erring = {"name": "canary error rate", "kind": "prometheus", "query": error_rate("erring"), "max": 0.05,
+              "on_empty": "zero"}
+    run = run_tasks([{"name": "gate", "check_mode": True, "ignore_errors": True, "treazrisland.ops.release_gate": dict(
+        bake_time=1, interval=1, prometheus_url=prom.url, prometheus_username=USER, prometheus_password=PASSWORD,
+        checks=[erring])}])
+    assert run.failed, run.output
+    result = run.result
+    assert result["passed"] is False and result["failed_checks"] == ["canary error rate"] and not result["changed"]
+    assert result["samples"] == 1 and result["planned_samples"] == 2  # failure_limit 1 by default
+    assert re.search(r'check "canary error rate": 0\.[0-9]+ > max 0.05 in 1 of 1 samples$', result["msg"]), run.output
     assert PASSWORD not in run.output
