@@ -76,6 +76,8 @@ def _bcrypt(password):
 
 class Prometheus(OwnedServer):
     LOG = "prometheus.log"
+    # Its storage is thrown away with its directory: no reason to wait for a tidy shutdown.
+    STOP_TIMEOUT = 2
 
     def __init__(self, targets, postgres_dsn=None, basic_auth=None):
         """targets: {job name: metrics URL}; postgres_dsn: also run the postgres exporter as job ``postgres``;

@@ -67,7 +67,7 @@ def split_credentials(url):
 
 
 def request(opener, url, timeout, data=None, headers=None):
-    """(HTTP status, body up to BODY_LIMIT): an HTTP error status is an answer too; no answer raises OSError."""
+    """(HTTP status, body up to BODY_LIMIT): an HTTP error status is an answer too; no answer raises a NO_ANSWER."""
     bare, auth = split_credentials(url)
     asked = urllib.request.Request(bare, data=data, headers=dict(headers or {}, **auth),
                                    method="POST" if data is not None else "GET")
@@ -76,7 +76,7 @@ def request(opener, url, timeout, data=None, headers=None):
     except urllib.error.HTTPError as error:
         answer = error
     try:
-        return answer.status if hasattr(answer, "status") else answer.code, answer.read(BODY_LIMIT)
+        return answer.getcode(), answer.read(BODY_LIMIT)
     finally:
         answer.close()
 

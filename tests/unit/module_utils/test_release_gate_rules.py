@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.treazrisland.ops.plugins.module_utils import release_gate
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
-from ansible_collections.treazrisland.ops.plugins.module_utils.prometheus import Refused, single_value
+from ansible_collections.treazrisland.ops.plugins.module_utils.prometheus import Refused, single_value, split_credentials
 from ansible_collections.treazrisland.ops.plugins.module_utils.release_gate import (
     Check, CheckState, Margin, Threshold, planned_samples, summarize, validate)
 
@@ -181,3 +181,15 @@ def test_a_query_result_gives_one_value_or_says_why_not():
     assert value is None and not empty and why.startswith('2 series ({job="a"}, {job="b"}), not one')
     with pytest.raises(Refused, match="returns a matrix"):
         single_value({"resultType": "matrix", "result": []})
+
+
+def test_credentials_in_a_url_become_a_basic_authorization_header():
+    bare, headers = split_credentials("http://gate:p%40ss@127.0.0.1:9090/prometheus")
+    assert bare == "http://127.0.0.1:9090/prometheus"
+    assert headers == {"Authorization": "Basic Z2F0ZTpwQHNz"}  # gate:p@ss
+    assert split_credentials("https://127.0.0.1/x?y=1") == ("https://127.0.0.1/x?y=1", {})
+
+
+def test_numbers_in_messages_are_short():
+    assert [release_gate.number(value) for value in (0.0, 0.2051234, 162.345, 1234.5, float("inf"), None)] == [
+        "0", "0.2051", "162.3", "1234", "+Inf", "none"]
