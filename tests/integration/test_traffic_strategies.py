@@ -1,0 +1,153 @@
+"""The upgrade's traffic strategies under live load through HAProxy: a canary that passes, one that fails.
+
+Each case runs upgrade.yml on the three sandbox hosts behind HAProxy (sandbox/site.py) while sandbox/load.py
+sends reads and writes through it, and prints the requests, failures and p95 latency of each phase the run
+record notes (migrate, each deploy batch, the rollback).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from helpers import REPO, deployed_site, run_playbook
+from sandbox.load import Load, percentile
+from sandbox.standin.releases import build
+
+PLAYBOOKS = os.path.join(REPO, "playbooks")
+ALL = ["app1", "app2", "app3"]
+STEP_TASK = "Enable the server in HAProxy at the step's weight"
+DRAIN_TASK = "Drain the server in HAProxy and wait for its sessions to end"
+
+
+@pytest.fixture(scope="module")
+def site(ssh_hosts, tmp_path_factory):
+    """Release 1.4.0 serving on three hosts behind HAProxy, over a database at its schema (sandbox/site.py)."""
+    with deployed_site(ssh_hosts, str(tmp_path_factory.mktemp("site")), "/opt/trz-traffic") as deployment:
+        yield deployment
+
+
+def weights(site):
+    """{server: (current weight, configured weight)} of the app backend, as HAProxy reports them."""
+    lines = [line.split() for line in site.lb.command("show servers state %s" % site.lb.backend).splitlines()[1:]
+             if line.strip()]
+    rows = [dict(zip(lines[0][1:], line)) for line in lines[1:]]
+    return {row["srv_name"]: (int(row["srv_uweight"]), int(row["srv_iweight"])) for row in rows}
+
+
+class PhasedLoad:
+    """The load, cut into the phases the run record notes: {phase: requests, failed, p95} as the run goes."""
+
+    def __init__(self, site, load):
+        self.site, self.load = site, load
+        self.known = {record["id"] for record in site.runs()}
+        self.marks = [("before the run", 0, 0)]  # (phase, latencies seen, failures seen) at its start
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _failed(self):
+        return sum(self.load.failures.values())
+
+    def _watch(self):
+        seen = set()
+        while not self.done.wait(0.2):
+            fresh = [record for record in self.site.runs() if record["id"] not in self.known]
+            for phase in (fresh[-1].get("phases", []) if fresh else []):
+                if phase["name"] not in seen:
+                    seen.add(phase["name"])
+                    with self.load._lock:  # pylint: disable=protected-access
+                        self.marks.append((phase["name"], len(self.load.latencies), self._failed()))
+
+    def __enter__(self):
+        self.load.start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+        self.report = self.load.stop()
+        self.phases = []
+        ends = self.marks[1:] + [("end", len(self.load.latencies), self._failed())]
+        for (name, start, failed), (_next, end, failed_end) in zip(self.marks, ends):
+            latencies = self.load.latencies[start:end]
+            self.phases.append({"phase": name, "ok": end - start, "failed": failed_end - failed,
+                                "p95_ms": round(1000 * percentile(latencies, 0.95), 1) if latencies else None})
+        print("load through HAProxy:", self.report)
+        for phase in self.phases:
+            print("  %(phase)-22s ok %(ok)5d  failed %(failed)3d  p95 %(p95_ms)s ms" % phase)
+
+
+def written(site, load):
+    return {row[0] for row in site.cluster.query("SELECT email FROM \"User\" WHERE email LIKE %s", "treazrisland",
+                                                 (load.email_pattern,))}
+
+
+def upgrade(site, version, **variables):
+    """upgrade.yml with a canary behind HAProxy; no asset upload (test_upgrade.py covers it), to keep the run short."""
+    return run_playbook(os.path.join(PLAYBOOKS, "upgrade.yml"), inventory=site.inventory(), extra_vars=dict(
+        site.release_vars(version), treazrisland_lb_kind="haproxy", treazrisland_traffic_strategy="canary",
+        treazrisland_assets_uri="", **variables))
+
+
+def test_canary_takes_its_steps_under_load_then_the_fleet_follows(site):
+    started = time.monotonic()
+    site.lb.wait_until_up()
+    assert weights(site) == dict.fromkeys(ALL, (100, 100))
+    # 60 requests/s, as the rolling upgrade test: what the sandbox's 2 cores carry beside the upgrade.
+    load = Load(site.lb.url, workers=4, requests=40000, rate=60, prefix="canary")
+    with PhasedLoad(site, load) as phased:
+        # Each step runs 5 s under traffic before its gate, so the canary serves at 10% and 50% of its weight.
+        run = upgrade(site, "1.5.0", treazrisland_canary_steps=[10, 50, 100], treazrisland_canary_pause=5)
+    assert run.returncode == 0, run.output
+    report = phased.report
+    assert not report["budget_spent"], report  # the load lasted the whole upgrade
+    assert report["failed"] == 0 and report["sent"] >= 3000, (report, phased.phases)
+    assert load.accepted and load.accepted <= written(site, load)  # every write accepted has its row
+
+    # The canary, app1, came back from its drain at 10%, then 50%, then its full weight, gated at each step;
+    # the others were drained and enabled at full weight, batch after batch.
+    steps = [(r["host"], r["result"]["weight"]) for r in run.results if r["task"] == STEP_TASK]
+    assert steps == [("app1", 10), ("app1", 50), ("app1", 100)], steps
+    drained = [r["host"] for r in run.results if r["task"] == DRAIN_TASK]
+    assert drained == ALL, drained
+    batches = [phase["name"] for phase in site.runs()[-1]["phases"] if phase["name"].startswith("deploy ")]
+    assert batches[0] == "deploy app1", batches
+    assert site.served() == dict.fromkeys(ALL, "1.5.0")
+    assert weights(site) == dict.fromkeys(ALL, (100, 100))
+    assert set(site.lb.wait_until_up().values()) == {"UP"}
+    print("wall time: %.0f s" % (time.monotonic() - started))
+
+
+def test_a_failed_canary_rolls_back_every_host_at_full_weight_under_load(site):
+    """1.5.2 is 1.5.0 (same migrations) whose /health turns degraded: the canary fails its gate while drained,
+    so no user reaches it, and the automatic rollback puts it back; the database did not move."""
+    started = time.monotonic()
+    site.artifacts["1.5.2"] = build("1.5.2", os.path.join(site.work, "artifacts"), version_of="1.5.0",
+                                    overrides={"backend/BROKEN": b"health turns degraded\n"})
+    # A weight left at a step by an interrupted canary (or by hand) is full again after the rollback.
+    site.lb.command("set server %s/app3 weight 10" % site.lb.backend)
+    load = Load(site.lb.url, workers=4, requests=40000, rate=60, prefix="failed-canary")
+    with PhasedLoad(site, load) as phased:
+        # The database did not move, so only the switched host needs a restart: the rollback's default restarts
+        # every host at once, undrained.
+        run = upgrade(site, "1.5.2", treazrisland_canary_steps=[10, 50, 100], rollback_restart_always=False,
+                      deploy_health_retries=3)
+    assert run.returncode != 0
+    assert "The upgrade to 1.5.2 failed at app1: Wait until the application reports healthy" in run.output, run.output
+    assert "Rolled back to 1.5.0" in run.output, run.output
+    report = phased.report
+    assert not report["budget_spent"], report
+    assert report["failed"] == 0 and report["sent"] >= 3000, (report, phased.phases)
+    assert load.accepted and load.accepted <= written(site, load)  # not restored: every accepted write is kept
+
+    # Only the canary was drained and it never took a step; nothing else was touched before the rollback.
+    assert [r["host"] for r in run.results if r["task"] == DRAIN_TASK] == ["app1"]
+    assert not [r for r in run.results if r["task"] == STEP_TASK]
+    assert site.served() == dict.fromkeys(ALL, "1.5.0")
+    assert weights(site) == dict.fromkeys(ALL, (100, 100))
+    assert set(site.lb.wait_until_up().values()) == {"UP"}
+    print("wall time: %.0f s" % (time.monotonic() - started))
