@@ -22,7 +22,7 @@ seconds), and the tasks that took longest (bench/callback/task_timer.py: from a 
 host's result; an occurrence lasts until its slowest host, occurrences of one task in several batches
 add up). Between runs the hosts forget release 1.5.0 (its directory, artifact copy and sample), so that
 every upgrade copies and unpacks it as the first one did. Figures are printed as a table and written as
-JSON to bench/results/upgrade_bench.json. Nothing is asserted: a failed playbook stops the bench.
+JSON to bench/results/upgrade.json. Nothing is asserted: a failed playbook stops the bench.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import glob
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -48,7 +49,7 @@ from sandbox.site import Site  # noqa: E402
 
 BENCH = os.path.join(REPO, "bench")
 PLAYBOOKS = os.path.join(REPO, "playbooks")
-DEFAULT_OUTPUT = os.path.join(BENCH, "results", "upgrade_bench.json")
+DEFAULT_OUTPUT = os.path.join(BENCH, "results", "upgrade.json")
 BASE = "/opt/trz-bench"
 FROM_VERSION, TO_VERSION = "1.4.0", "1.5.0"
 GOAL_RATIO = 2.0  # the issue: 12 hosts in less than twice the time of 3
@@ -87,6 +88,34 @@ def busy_cores():
     return round((1 - (idle2 - idle1) / max(total2 - total1, 1)) * os.cpu_count(), 2)
 
 
+def hosts_cpu_seconds(fleet):
+    """CPU seconds used so far by the hosts' sshd and everything it ran (sessions, shells, modules): each live
+    process of their namespaces with its reaped descendants. The apps are left out: a restarted app is a
+    daemon nobody reaps, so its CPU would vanish with it, and the others idle along at a steady rate."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for host in fleet.hosts:
+        pids = subprocess.run(["ip", "netns", "pids", host.namespace], capture_output=True, text=True,
+                              check=False).stdout.split()
+        for pid in pids:
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                    if b"backend/app.py" in handle.read():
+                        continue
+                with open("/proc/%s/stat" % pid) as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return total / ticks
+
+
+def controller_cpu_seconds():
+    """CPU seconds of this process's reaped children: ansible-playbook and its workers, ssh clients."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def batch_size(serial, hosts):
     """How Ansible turns serial into a batch size (an int, or a percentage rounded down, at least 1)."""
     if serial is None:
@@ -106,6 +135,7 @@ class Runner:
         self.site = site
         self.workdir = workdir
         self.counter = 0
+        self.cpu = {}  # CPU seconds of the last playbook: controller side and hosts side
 
     def playbook(self, path, extra_vars, forks=None):
         """Run a playbook (a path, or a name under playbooks/); return (wall seconds, task timings)."""
@@ -124,10 +154,13 @@ class Runner:
         if forks:
             env["ANSIBLE_FORKS"] = str(forks)
         argv = ["ansible-playbook", "-i", self.site.inventory(), path, "-e", "@" + vars_path]
+        hosts_before, controller_before = hosts_cpu_seconds(self.site.hosts), controller_cpu_seconds()
         started = time.perf_counter()
         with open(log_path, "w") as output:
             completed = subprocess.run(argv, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, check=False)
         wall = time.perf_counter() - started
+        self.cpu = {"controller": round(controller_cpu_seconds() - controller_before, 1),
+                    "hosts": round(hosts_cpu_seconds(self.site.hosts) - hosts_before, 1)}
         os.unlink(vars_path)
         if completed.returncode:
             with open(log_path) as handle:
@@ -219,11 +252,13 @@ def run_config(runner, label, config, hosts):
     runner.forget_target()
     cores_before = busy_cores()
     up_wall, up_tasks = runner.playbook("upgrade.yml", dict(site.release_vars(TO_VERSION), **extra), forks=forks)
+    up_cpu = runner.cpu
     served = site.served()
     if set(served.values()) != {TO_VERSION}:
         raise BenchError("after the upgrade the hosts serve %s" % served)
     log("%d hosts, %s: upgrade %.1f s" % (hosts, label, up_wall))
     back_wall, back_tasks = runner.playbook("rollback.yml", dict(site.variables, **extra), forks=forks)
+    back_cpu = runner.cpu
     served = site.served()
     if set(served.values()) != {FROM_VERSION}:
         raise BenchError("after the rollback the hosts serve %s" % served)
@@ -234,15 +269,17 @@ def run_config(runner, label, config, hosts):
     up_segments, batches = record_segments(upgrade_record)
     back_segments, _none = record_segments(rollback_record)
     return {
-        "config": label, "hosts": hosts, "serial": config["serial"] or 1,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average": load_average(), "config": label, "hosts": hosts, "serial": config["serial"] or 1,
         "batch_size": batch_size(config["serial"], hosts),
         "batches": math.ceil(hosts / batch_size(config["serial"], hosts)),
         "forks": forks or "ansible.cfg (5)", "busy_cores_before": cores_before,
         # outside: ansible-playbook's start and the checks before the lock, not in the record
-        "upgrade": {"seconds": round(up_wall, 2), "segments": up_segments, "deploy_batches": batches,
+        "upgrade": {"seconds": round(up_wall, 2), "cpu_seconds": up_cpu, "segments": up_segments,
+                    "deploy_batches": batches,
                     "outside_record": round(up_wall - sum(up_segments.values()), 1),
                     "top_tasks": task_profile(up_tasks)[:TOP_TASKS], "record": upgrade_record.get("phases")},
-        "rollback": {"seconds": round(back_wall, 2), "segments": back_segments,
+        "rollback": {"seconds": round(back_wall, 2), "cpu_seconds": back_cpu, "segments": back_segments,
                      "outside_record": round(back_wall - sum(back_segments.values()), 1),
                      "top_tasks": task_profile(back_tasks)[:TOP_TASKS], "record": rollback_record.get("phases")},
     }
@@ -286,6 +323,11 @@ def ratio_table(results, sizes):
             ratios[label] = {kind: round(by[large][kind]["seconds"] / by[small][kind]["seconds"], 2)
                              for kind in ("upgrade", "rollback")}
             ratios[label]["goal_met"] = ratios[label]["upgrade"] < GOAL_RATIO and ratios[label]["rollback"] < GOAL_RATIO
+            for kind in ("upgrade", "rollback"):
+                cpus = [by[size][kind].get("cpu_seconds") for size in (small, large)]
+                if all(cpus):
+                    # the work done, whatever the machine's other load: on 2 shared cores it bounds the wall time
+                    ratios[label][kind + "_cpu"] = round(sum(cpus[1].values()) / max(sum(cpus[0].values()), 0.1), 2)
     return ratios
 
 
@@ -293,30 +335,39 @@ UPGRADE_SEGMENTS = ("preflight", "backup", "migrate", "assets", "stage+config", 
 ROLLBACK_SEGMENTS = ("decide+data", "hosts", "close")
 
 
+def cpu_text(run):
+    cpu = run.get("cpu_seconds")
+    return "%.0f+%.0f" % (cpu["controller"], cpu["hosts"]) if cpu else "?"
+
+
 def print_report(figures):
     out = ["", "upgrade %s -> %s, then rollback: wall seconds and the run records' segments (whole seconds); "
                "%d cores, load average %s at the start, %s at the end; 'busy' = cores busy in the second before "
                "the upgrade" % (FROM_VERSION, TO_VERSION, figures["cpus"], figures["load_average"]["start"],
                                 figures["load_average"]["end"])]
-    header = "%-13s %5s %7s %5s %5s | %7s %s %7s | %8s %s %7s" % (
-        "config", "hosts", "batches", "forks", "busy", "upgrade", " ".join("%*s" % (max(len(k), 6), k)
-                                                                        for k in UPGRADE_SEGMENTS), "outside",
-        "rollback", " ".join("%*s" % (max(len(k), 6), k) for k in ROLLBACK_SEGMENTS), "outside")
+    header = "%-13s %5s %7s %5s %5s | %7s %7s %s %7s | %8s %7s %s %7s" % (
+        "config", "hosts", "batches", "forks", "busy", "upgrade", "cpu", " ".join(
+            "%*s" % (max(len(k), 6), k) for k in UPGRADE_SEGMENTS), "outside",
+        "rollback", "cpu", " ".join("%*s" % (max(len(k), 6), k) for k in ROLLBACK_SEGMENTS), "outside")
     out.append(header)
     out.append("-" * len(header))
     for r in figures["runs"]:
         up, back = r["upgrade"], r["rollback"]
-        out.append("%-13s %5d %7s %5s %5.2f | %7.1f %s %7.1f | %8.1f %s %7.1f" % (
+        out.append("%-13s %5d %7s %5s %5.2f | %7.1f %7s %s %7.1f | %8.1f %7s %s %7.1f" % (
             r["config"], r["hosts"], "%dx%d" % (r["batches"], r["batch_size"]), str(r["forks"]).split()[0][:5],
-            r["busy_cores_before"], up["seconds"],
+            r["busy_cores_before"], up["seconds"], cpu_text(up),
             " ".join("%*.0f" % (max(len(k), 6), up["segments"].get(k, 0)) for k in UPGRADE_SEGMENTS),
-            up["outside_record"], back["seconds"],
+            up["outside_record"], back["seconds"], cpu_text(back),
             " ".join("%*.0f" % (max(len(k), 6), back["segments"].get(k, 0)) for k in ROLLBACK_SEGMENTS),
             back["outside_record"]))
+    out.append("cpu: CPU seconds of the controller (ansible-playbook, its workers, ssh) + of the hosts (sshd sessions, "
+               "modules; not the apps); every host shares this machine's %d cores" % figures["cpus"])
     for label, ratio in figures["ratios"].items():
-        out.append("%s: %d hosts / %d hosts = upgrade %.2f, rollback %.2f (goal < %.0f): %s" % (
-            label, max(figures["hosts"]), min(figures["hosts"]), ratio["upgrade"], ratio["rollback"], GOAL_RATIO,
-            "met" if ratio["goal_met"] else "MISSED"))
+        out.append("%s: %d hosts / %d hosts = upgrade %.2f, rollback %.2f (goal < %.0f): %s; CPU seconds: "
+                   "upgrade %s, rollback %s" % (
+                       label, max(figures["hosts"]), min(figures["hosts"]), ratio["upgrade"], ratio["rollback"],
+                       GOAL_RATIO, "met" if ratio["goal_met"] else "MISSED", ratio.get("upgrade_cpu", "?"),
+                       ratio.get("rollback_cpu", "?")))
     for r in figures["runs"]:
         for kind in ("upgrade", "rollback"):
             top = ", ".join("%s %.1f s%s" % (t["task"], t["seconds"], " (x%d)" % t["occurrences"]
@@ -332,6 +383,8 @@ def parse_args():
                         help="configurations, comma-separated, among %s (default all)" % ", ".join(CONFIGS))
     parser.add_argument("--workdir", default=None, help="scratch directory (default: a new one under /tmp)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT)
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the output file's runs of other (hosts, config) pairs, e.g. to rerun one fleet")
     return parser.parse_args()
 
 
@@ -352,9 +405,16 @@ def main():
     figures = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "cpus": os.cpu_count(), "hosts": sizes, "configs": {k: CONFIGS[k] for k in configs},
                "load_average": {"start": load_average()}, "busy_cores_at_start": busy_cores(), "runs": []}
+    if args.merge and os.path.exists(args.output):
+        with open(args.output) as handle:
+            kept = [run for run in json.load(handle).get("runs", [])
+                    if run["hosts"] not in sizes or run["config"] not in configs]
+        figures["runs"] = kept
+        figures["hosts"] = sorted(set(sizes) | {run["hosts"] for run in kept})
     def save(partial):
         figures["partial"] = partial
-        figures["ratios"] = ratio_table(figures["runs"], sizes)
+        figures["runs"].sort(key=lambda run: (run["hosts"], list(CONFIGS).index(run["config"])))
+        figures["ratios"] = ratio_table(figures["runs"], figures["hosts"])
         os.makedirs(os.path.dirname(args.output), exist_ok=True)
         with open(args.output, "w") as handle:
             json.dump(figures, handle, indent=2, sort_keys=True)
