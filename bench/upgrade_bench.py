@@ -116,6 +116,14 @@ def controller_cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def code_version():
+    """The commit and the collection files that differ from it: the bench runs the working tree's playbooks."""
+    def git(*argv):
+        return subprocess.run(["git"] + list(argv), cwd=REPO, capture_output=True, text=True, check=False).stdout
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(),
+            "modified": git("status", "--porcelain", "--", "playbooks", "roles", "plugins").split("\n")[:-1]}
+
+
 def batch_size(serial, hosts):
     """How Ansible turns serial into a batch size (an int, or a percentage rounded down, at least 1)."""
     if serial is None:
@@ -249,6 +257,7 @@ def run_config(runner, label, config, hosts):
     if config["serial"] is not None:
         extra["treazrisland_serial"] = config["serial"]
     known = {record["id"] for record in site.runs()}
+    code = code_version()
     runner.forget_target()
     cores_before = busy_cores()
     up_wall, up_tasks = runner.playbook("upgrade.yml", dict(site.release_vars(TO_VERSION), **extra), forks=forks)
@@ -270,7 +279,7 @@ def run_config(runner, label, config, hosts):
     back_segments, _none = record_segments(rollback_record)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "load_average": load_average(), "config": label, "hosts": hosts, "serial": config["serial"] or 1,
+        "load_average": load_average(), "code": code, "config": label, "hosts": hosts, "serial": config["serial"] or 1,
         "batch_size": batch_size(config["serial"], hosts),
         "batches": math.ceil(hosts / batch_size(config["serial"], hosts)),
         "forks": forks or "ansible.cfg (5)", "busy_cores_before": cores_before,
