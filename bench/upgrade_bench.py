@@ -17,15 +17,15 @@ Configurations (``--configs``):
 - ``batched-forks``: the same batches with ``ANSIBLE_FORKS=N``, so that the plays over every host
   (staging, configuration, the rollback) run on all of them at once.
 
-Per run: the playbook's wall time, its CPU seconds (controller: ansible-playbook and its workers; hosts:
-their sshd and what it ran, not the apps; every host shares this machine's cores, so on a busy machine the
-CPU figure is the steady one), the run record's segments (<backup_dir>/runs/<id>.json, whole seconds), the
-commit and the modified collection files (the playbooks are the working tree's), and the tasks that
-took longest (bench/callback/task_timer.py: from a task's start to each
-host's result; an occurrence lasts until its slowest host, occurrences of one task in several batches
-add up). Between runs the hosts forget release 1.5.0 (its directory, artifact copy and sample), so that
-every upgrade copies and unpacks it as the first one did. Figures are printed as a table and written as
-JSON to bench/results/upgrade.json. Nothing is asserted: a failed playbook stops the bench.
+Per run: the playbook's wall time, its CPU seconds (controller: ansible-playbook and its workers; hosts: their
+sshd and what it ran, not the apps; every host shares this machine's cores, so on a busy machine the CPU
+figure is the steady one), the run record's segments (<backup_dir>/runs/<id>.json, whole seconds), the commit
+and the modified collection files (the playbooks are the working tree's), and the tasks that took longest
+(bench/callback/task_timer.py: from a task's start to each host's result; an occurrence lasts until its
+slowest host, occurrences of one task in several batches add up). Between runs the hosts forget release 1.5.0
+(its directory, artifact copy and sample), so that every upgrade copies and unpacks it as the first one did.
+Figures are printed as a table and written as JSON to bench/results/upgrade.json. Nothing is asserted: a
+failed playbook stops the bench.
 """
 
 from __future__ import annotations
