@@ -3,6 +3,7 @@
 N worker threads share a fixed budget of requests, paced to a total rate, to a URL on 127.0.0.1 only:
 reads (GET /version) and writes (POST /users with a unique email), mixed. It stops by itself once the
 budget is spent (or at stop()); it counts successes, failures by status (None: no answer at all), the
+requests a maintenance window refused on purpose (503 with Retry-After, apart from the failures), the
 emails of the writes the app accepted, and latencies.
 
     load = Load(lb.url, workers=4, requests=20000, rate=80).start()
@@ -47,6 +48,8 @@ class Load:
         self._stop = threading.Event()
         self._threads = []
         self.ok = 0
+        self.refused = 0  # 503 with Retry-After: the maintenance window, on purpose
+        self.examples = []  # the first failures: method, URL, status and the answer's first words
         self.failures = {}  # status (or None) -> count
         self.accepted = set()  # emails of the writes answered 201
         self.latencies = []
@@ -84,17 +87,25 @@ class Load:
                                                  headers={"Content-Type": "application/json"}, method="POST")
             else:
                 email, request = None, urllib.request.Request(self.url + "/version")
+            refused = False
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                     answer.read()
                     status = answer.status
             except urllib.error.HTTPError as error:
                 status = error.code
-            except OSError:
+                # A maintenance window refuses on purpose, saying when to come back: not a failure.
+                refused = status == 503 and error.headers.get("Retry-After") is not None
+                if not refused:
+                    self._example(request, status, error.read(300).decode("utf-8", "replace"))
+            except OSError as error:
                 status = None
+                self._example(request, status, str(error))
             elapsed = time.monotonic() - began
             with self._lock:
-                if status in (200, 201):
+                if refused:
+                    self.refused += 1
+                elif status in (200, 201):
                     self.ok += 1
                     self.latencies.append(elapsed)
                     if email and status == 201:
@@ -102,6 +113,13 @@ class Load:
                 else:
                     self.failures[status] = self.failures.get(status, 0) + 1
             self._stop.wait(max(0.0, self.interval - elapsed))
+
+    def _example(self, request, status, why):
+        """Keep the first few failures' answers: a report that says 5 failed should also say why."""
+        with self._lock:
+            if len(self.examples) < 10:
+                answer = " ".join(why.split())[:200]
+                self.examples.append("%s %s: %s %s" % (request.get_method(), request.full_url, status, answer))
 
     def stop(self):
         """Stop sending (the requests in flight finish) and return the report."""
@@ -121,9 +139,11 @@ class Load:
     def report(self):
         with self._lock:
             failed = sum(self.failures.values())
-            return {"sent": self.ok + failed, "ok": self.ok, "failed": failed, "failures": dict(self.failures),
+            return {"sent": self.ok + failed + self.refused, "ok": self.ok, "failed": failed,
+                    "refused_by_maintenance": self.refused, "failures": dict(self.failures),
+                    "failure_examples": list(self.examples),
                     "writes_accepted": len(self.accepted),
                     "p50_ms": round(1000 * percentile(self.latencies, 0.50), 1) if self.latencies else None,
                     "p95_ms": round(1000 * percentile(self.latencies, 0.95), 1) if self.latencies else None,
                     "seconds": round((self.ended or time.monotonic()) - self.started, 1),
-                    "budget_spent": self.ok + failed >= self.budget}
+                    "budget_spent": self.ok + failed + self.refused >= self.budget}

@@ -113,6 +113,8 @@ class Site:
             # What the traffic role needs when treazrisland_lb_kind is haproxy (default none: not used).
             "treazrisland_haproxy_socket": self.lb.socket,
             "treazrisland_haproxy_backend": self.lb.backend,
+            # ...and the maintenance role when treazrisland_maintenance_kind is haproxy (default none).
+            "treazrisland_haproxy_maintenance_map": self.lb.maintenance_map,
         }
         self._database_at_140()
         self._assets_of_140()

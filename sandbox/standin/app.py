@@ -101,6 +101,23 @@ def database_check(env):
         return {"status": "down", "error": str(error).strip().splitlines()[0]}
 
 
+_S3_CLIENTS = {}
+
+
+def _s3_client(env, host, port):
+    """One client per process, as the real backend keeps one: making a boto3 client costs more than the check."""
+    key = (host, port)
+    if key not in _S3_CLIENTS:
+        import boto3  # pylint: disable=import-outside-toplevel
+        from botocore.config import Config  # pylint: disable=import-outside-toplevel
+        scheme = "https" if env.get("OBJECT_STORAGE_USE_SSL", "false") == "true" else "http"
+        _S3_CLIENTS[key] = boto3.client("s3", endpoint_url="%s://%s:%d" % (scheme, host, port), region_name="us-east-1",
+                                        aws_access_key_id=env["OBJECT_STORAGE_ACCESS_KEY"],
+                                        aws_secret_access_key=env["OBJECT_STORAGE_SECRET_KEY"],
+                                        config=Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1}))
+    return _S3_CLIENTS[key]
+
+
 def object_storage_check(env):
     host, port = env["OBJECT_STORAGE_ENDPOINT"], int(env["OBJECT_STORAGE_PORT"])
     try:
@@ -110,14 +127,7 @@ def object_storage_check(env):
     except OSError as error:
         return {"status": "down", "error": "connect %s %s:%d" % (error.strerror or error, host, port)}
     try:
-        import boto3  # pylint: disable=import-outside-toplevel
-        from botocore.config import Config  # pylint: disable=import-outside-toplevel
-        scheme = "https" if env.get("OBJECT_STORAGE_USE_SSL", "false") == "true" else "http"
-        client = boto3.client("s3", endpoint_url="%s://%s:%d" % (scheme, host, port), region_name="us-east-1",
-                              aws_access_key_id=env["OBJECT_STORAGE_ACCESS_KEY"],
-                              aws_secret_access_key=env["OBJECT_STORAGE_SECRET_KEY"],
-                              config=Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1}))
-        client.head_bucket(Bucket=env["OBJECT_STORAGE_BUCKET"])
+        _s3_client(env, host, port).head_bucket(Bucket=env["OBJECT_STORAGE_BUCKET"])
         return {"status": "up"}
     except Exception as error:  # noqa: BLE001 - the bucket check failed: reported as the real app does
         return {"status": "down", "error": str(error).strip().splitlines()[0]}

@@ -13,6 +13,7 @@ import pytest
 from helpers import REPO, deployed_site, run_playbook
 from sandbox.hosts import CONTROLLER_ADDRESS
 from sandbox.load import Load
+from sandbox.receiver import Receiver
 from sandbox.sample_db import table_fingerprints
 from sandbox.standin.releases import MIGRATIONS, REQUIRED_ENV, release_files
 
@@ -58,9 +59,10 @@ def recap_changes(run):
 ALL = {"app1", "app2", "app3"}
 
 
-def load_from_the_migrations_on(site, load):
+def load_from_the_migrations_on(site, load, at_start=None):
     """A thread that starts the load once the next run noted its migrations: the snapshot is taken by then, so
-    the rollback's restore gives back exactly the database of before (the load's rows go aside with it)."""
+    the rollback's restore gives back exactly the database of before (the load's rows go aside with it).
+    at_start, if given, is called at that moment too (to look at the hosts mid-run)."""
     known = {record["id"] for record in site.runs()}
     done = threading.Event()
 
@@ -70,6 +72,8 @@ def load_from_the_migrations_on(site, load):
             fresh = [record for record in site.runs() if record["id"] not in known]
             if fresh and any(phase["name"] == "migrate" for phase in fresh[-1].get("phases", [])):
                 load.start()
+                if at_start:
+                    at_start()
                 return
             time.sleep(0.1)
 
@@ -78,25 +82,84 @@ def load_from_the_migrations_on(site, load):
     return watcher, done
 
 
-def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_demand(site):
+CRON_LINES = {
+    "crontab": "SHELL=/bin/sh\n# treazrisland-sync is paused by hand:\n# 0 3 * * * root treazrisland-sync --full\n"
+               "17 * * * * root cd / && run-parts --report /etc/cron.hourly\n",
+    "cron.d/treazrisland": "TREAZRISLAND_HOME=/opt/treazrisland\n*/5 * * * * app treazrisland-sync --roms\n"
+                           "0 4 * * * app /usr/local/bin/logrotate-other\n",
+}
+
+
+def cron_files(root):
+    """{host: {relative path: text}} of the sandbox hosts' cron files (the hosts share the controller's /etc)."""
+    found = {}
+    for host in sorted(ALL):
+        found[host] = {}
+        for name in CRON_LINES:
+            with open(os.path.join(root, host, name), encoding="utf-8") as handle:
+                found[host][name] = handle.read()
+    return found
+
+
+def window_variables(site, receiver, cron_root):
+    """Maintenance by HAProxy, jobs matching treazrisland-sync frozen in each host's own cron files, announcements."""
+    for host in ALL:
+        os.makedirs(os.path.join(cron_root, host, "cron.d"), exist_ok=True)
+        os.makedirs(os.path.join(cron_root, host, "spool"), exist_ok=True)
+        for name, text in CRON_LINES.items():
+            with open(os.path.join(cron_root, host, name), "w", encoding="utf-8") as handle:
+                handle.write(text)
+    per_host = cron_root + "/{{ inventory_hostname }}"
+    return {"treazrisland_maintenance_kind": "haproxy", "treazrisland_freeze_marker": "treazrisland-sync",
+            "treazrisland_freeze_record": per_host + "/freeze.json", "treazrisland_freeze_crontab": per_host + "/crontab",
+            "treazrisland_freeze_cron_d": per_host + "/cron.d", "treazrisland_freeze_crontab_spool": per_host + "/spool",
+            "treazrisland_notify_url": receiver.url + "/hooks/T0KEN-of-the-webhook"}
+
+
+def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_demand(site, tmp_path):
     before, env_before = fingerprints(site), env_files(site)
     assert site.assets() == release_assets("1.4.0")
     site.lb.wait_until_up()
+    receiver = Receiver().start()
+    cron_root = str(tmp_path / "cron")
+    window = window_variables(site, receiver, cron_root)
+    cron_before = cron_files(cron_root)
+    mid_run = {}
+
+    def look_mid_run():
+        mid_run["cron"] = cron_files(cron_root)
+        mid_run["map"] = site.lb.command("show map %s" % site.lb.maintenance_map)
+
     # Live traffic through HAProxy while the rolling deploy drains each host before its restart: a bounded
     # load (reads and writes, 60 requests/s) from the migrations to the end of the upgrade.
     load = Load(site.lb.url, workers=4, requests=30000, rate=60)
-    watcher, watching = load_from_the_migrations_on(site, load)
+    watcher, watching = load_from_the_migrations_on(site, load, at_start=look_mid_run)
     try:
-        run = upgrade_with(site, "1.5.0", treazrisland_lb_kind="haproxy")
+        run = upgrade_with(site, "1.5.0", treazrisland_lb_kind="haproxy", **window)
     finally:
         watching.set()
         watcher.join()
         report = load.stop() if load.started else None
+        receiver.stop()
     assert run.returncode == 0, run.output
     print("load through HAProxy during the rolling upgrade:", report)
     assert report is not None, run.output
     assert not report["budget_spent"], report  # the load lasted the whole deploy
     assert report["failed"] == 0 and report["sent"] >= 1000, report
+    # HAProxy refused the writes of the migrations' window itself (503 + Retry-After), then took them again.
+    assert report["refused_by_maintenance"] > 0 and report["writes_accepted"] > 0, report
+    assert " treazrisland writes" in mid_run["map"], mid_run
+    assert site.lb.command("show map %s" % site.lb.maintenance_map).strip() == ""
+    # The matching jobs were frozen during the run (not the operator's own commented line), and are back.
+    for host in ALL:
+        assert mid_run["cron"][host]["cron.d/treazrisland"].count("#treazrisland-frozen ") == 1, mid_run["cron"][host]
+        assert "#treazrisland-frozen" not in mid_run["cron"][host]["crontab"], mid_run["cron"][host]
+    assert cron_files(cron_root) == cron_before
+    assert not [name for name in os.listdir(os.path.join(cron_root, "app1")) if name.startswith("freeze")]
+    events = [(r["json"]["event"], r["json"].get("from_version"), r["json"].get("to_version"))
+              for r in receiver.requests]
+    assert events == [("started", "1.4.0", "1.5.0"), ("succeeded", "1.4.0", "1.5.0")], receiver.requests
+    assert "T0KEN" not in run.output
     written = {row[0] for row in site.cluster.query(
         "SELECT email FROM \"User\" WHERE email LIKE %s", "treazrisland", (load.email_pattern,))}
     assert load.accepted and load.accepted <= written  # every write accepted has its row
@@ -127,9 +190,13 @@ def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_dem
 
     # An operator's server left drained (by hand, or by an interrupted run) is enabled again by the rollback.
     site.lb.command("set server app/app2 state drain")
-    back = run_playbook(os.path.join(PLAYBOOKS, "rollback.yml"), inventory=site.inventory(),
-                        extra_vars=dict(site.variables, treazrisland_lb_kind="haproxy"))
+    with Receiver() as receiver:
+        back = run_playbook(os.path.join(PLAYBOOKS, "rollback.yml"), inventory=site.inventory(),
+                            extra_vars=dict(site.variables, treazrisland_lb_kind="haproxy",
+                                            **window_variables(site, receiver, cron_root)))
     assert back.returncode == 0, back.output
+    assert [(r["json"]["event"], r["json"]["to_version"]) for r in receiver.requests] == [("rolled_back", "1.4.0")]
+    assert site.lb.command("show map %s" % site.lb.maintenance_map).strip() == ""
     assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")
     assert set(site.lb.wait_until_up().values()) == {"UP"}
     assert fingerprints(site) == before
