@@ -35,6 +35,8 @@ ASSET_BUCKET = "treazrisland-assets"
 BACKUP_BUCKET = "treazrisland-backups"
 ASSETS_DIR = "frontend/dist/"
 APP_PORT = 4000
+# Blue/green (treazrisland_traffic_strategy: blue_green): blue is the port every host already serves on.
+COLOR_PORTS = {"blue": APP_PORT, "green": APP_PORT + 1}
 
 
 def run_playbook(playbook, inventory, variables, env=None):
@@ -77,7 +79,10 @@ class Site:
             self.hosts = SshHosts(count=3).start()
         # HAProxy on 127.0.0.1 in front of the app hosts: one server per host, named as in the inventory.
         # Weight 100 each, so that a canary step of 10% is a weight of 10 (HAProxy's default weight is 1).
-        self.lb = HAProxy({host.name: (host.address, APP_PORT) for host in self.hosts.hosts}, weight=100).start()
+        # Also the blue and green backends and their map, for blue/green; the default backend stays "app" until the
+        # map names a color.
+        self.lb = HAProxy({host.name: (host.address, APP_PORT) for host in self.hosts.hosts}, weight=100,
+                          colors=COLOR_PORTS).start()
         self.cluster = PgCluster(name="site", also_listen=CONTROLLER_ADDRESS).start()
         # The app hosts reach the bucket over the bridge, as the backend's object storage.
         self.s3 = S3Server("rclone", name="site", also_listen=CONTROLLER_ADDRESS).start()
@@ -115,6 +120,13 @@ class Site:
             "treazrisland_haproxy_backend": self.lb.backend,
             # ...and the maintenance role when treazrisland_maintenance_kind is haproxy (default none).
             "treazrisland_haproxy_maintenance_map": self.lb.maintenance_map,
+            # What blue/green needs (treazrisland_traffic_strategy: blue_green; not used otherwise).
+            "treazrisland_blue_green_ports": COLOR_PORTS,
+            "treazrisland_haproxy_color_map": self.lb.color_map,
+            "treazrisland_haproxy_color_backends": self.lb.color_backends(),
+            "treazrisland_color_start_command": [PYTHON, APPCTL, "start-color", self.base, "{color}", "{port}", PYTHON],
+            "treazrisland_color_stop_command": [PYTHON, APPCTL, "stop-color", self.base, "{port}"],
+            "treazrisland_color_version_url": "http://127.0.0.1:{port}/version",
         }
         self._database_at_140()
         self._assets_of_140()
@@ -141,11 +153,11 @@ class Site:
             if name.startswith(ASSETS_DIR):
                 client.put_object(Bucket=ASSET_BUCKET, Key=name[len(ASSETS_DIR):], Body=data)
 
-    def served(self):
-        """{host: the release its app says it runs} (the stand-in's /version)."""
+    def served(self, port=APP_PORT):
+        """{host: the release its app says it runs} (the stand-in's /version), on the app's port or a color's."""
         versions = {}
         for host in self.hosts.hosts:
-            with urllib.request.urlopen("http://%s:%d/version" % (host.address, APP_PORT), timeout=5) as answer:
+            with urllib.request.urlopen("http://%s:%d/version" % (host.address, port), timeout=5) as answer:
                 versions[host.name] = json.load(answer)["version"]
         return versions
 
@@ -159,16 +171,22 @@ class Site:
                         versions[host.name] = line.split('version="', 1)[1].split('"', 1)[0]
         return versions
 
-    def served_where_reachable(self):
-        """{host: release} of the hosts that answer within 3 seconds."""
+    def served_where_reachable(self, port=APP_PORT):
+        """{host: release} of the hosts that answer within 3 seconds (on the app's port or a color's)."""
         versions = {}
         for host in self.hosts.hosts:
             try:
-                with urllib.request.urlopen("http://%s:%d/version" % (host.address, APP_PORT), timeout=3) as answer:
+                with urllib.request.urlopen("http://%s:%d/version" % (host.address, port), timeout=3) as answer:
                     versions[host.name] = json.load(answer)["version"]
             except OSError:
                 pass
         return versions
+
+    def current(self):
+        """{host: the release its current symlink names}."""
+        return {host.name: os.path.basename(os.readlink(os.path.join(host.opt, os.path.relpath(self.base, "/opt"),
+                                                                     "current")))
+                for host in self.hosts.hosts}
 
     def env_files(self):
         """{host: (bytes, mode)} of every host's shared .env."""

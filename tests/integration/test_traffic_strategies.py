@@ -1,4 +1,4 @@
-"""The upgrade's traffic strategies under live load through HAProxy: a canary that passes, one that fails.
+"""The upgrade's traffic strategies under live load through HAProxy: a canary that passes, one that fails, blue/green.
 
 Each case runs upgrade.yml on the three sandbox hosts behind HAProxy (sandbox/site.py) while sandbox/load.py
 sends reads and writes through it, and prints the requests, failures and p95 latency of each phase the run
@@ -21,6 +21,7 @@ PLAYBOOKS = os.path.join(REPO, "playbooks")
 ALL = ["app1", "app2", "app3"]
 STEP_TASK = "Enable the server in HAProxy at the step's weight"
 DRAIN_TASK = "Drain the server in HAProxy and wait for its sessions to end"
+SWITCH_TASK = "Send the traffic to the color's backend in HAProxy, in one runtime API call"
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +54,20 @@ class PhasedLoad:
 
     def _watch(self):
         seen = set()
+        color = self.site.lb.color()
         while not self.done.wait(0.2):
             fresh = [record for record in self.site.runs() if record["id"] not in self.known]
-            for phase in (fresh[-1].get("phases", []) if fresh else []):
-                if phase["name"] not in seen:
-                    seen.add(phase["name"])
+            names = [phase["name"] for phase in (fresh[-1].get("phases", []) if fresh else [])]
+            # A blue/green switch is a phase of its own: the traffic on the new color, the old one warm (the bake).
+            now = self.site.lb.color()
+            if now != color:
+                color = now
+                names.append("traffic on %s" % now)
+            for name in names:
+                if name not in seen:
+                    seen.add(name)
                     with self.load._lock:  # pylint: disable=protected-access
-                        self.marks.append((phase["name"], len(self.load.latencies), self._failed()))
+                        self.marks.append((name, len(self.load.latencies), self._failed()))
 
     def __enter__(self):
         self.load.start()
@@ -151,4 +159,46 @@ def test_a_failed_canary_rolls_back_every_host_at_full_weight_under_load(site):
     assert site.served() == dict.fromkeys(ALL, "1.5.0")
     assert weights(site) == dict.fromkeys(ALL, (100, 100))
     assert set(site.lb.wait_until_up().values()) == {"UP"}
+    print("wall time: %.0f s" % (time.monotonic() - started))
+
+
+def test_blue_green_switches_every_host_at_once_under_load(site):
+    """The new release starts beside the old one on the green port of every host, is gated there, takes all the
+    traffic in one HAProxy call, bakes 5 s with blue warm; then blue is stopped and the release is current."""
+    started = time.monotonic()
+    site.lb.wait_until_up()
+    assert site.lb.color() is None  # no entry: the default backend, the blue port, serves
+    source = set(site.served().values())
+    # Alone (-k blue) the fleet runs 1.4.0; after the canary tests, 1.5.0, and 1.5.3 (1.5.0 again) is the next release.
+    target = "1.5.0" if source == {"1.4.0"} else "1.5.3"
+    if target not in site.artifacts:
+        site.artifacts[target] = build(target, os.path.join(site.work, "artifacts"), version_of="1.5.0")
+    load = Load(site.lb.url, workers=4, requests=40000, rate=60, prefix="blue-green")
+    with PhasedLoad(site, load) as phased:
+        run = run_playbook(os.path.join(PLAYBOOKS, "upgrade.yml"), inventory=site.inventory(), extra_vars=dict(
+            site.release_vars(target), treazrisland_lb_kind="haproxy", treazrisland_traffic_strategy="blue_green",
+            treazrisland_serial="100%", treazrisland_bake_time=5, treazrisland_assets_uri="",
+            # The new color starts beside the old one on a machine shared with other runs: room for a slow start.
+            deploy_health_retries=30))
+    assert run.returncode == 0, run.output
+    print("blue/green %s -> %s" % (", ".join(sorted(source)), target))
+    report = phased.report
+    assert not report["budget_spent"], report
+    assert report["failed"] == 0 and report["sent"] >= 2000, (report, phased.phases)
+    assert load.accepted and load.accepted <= written(site, load)  # every write accepted has its row
+    assert "traffic on green" in [phase["phase"] for phase in phased.phases]
+
+    # One switch, once for the fleet, from the default (blue) to green; no host was drained.
+    switches = [(r["host"], r["result"]["previous_value"], r["result"]["value"], r["result"]["changed"])
+                for r in run.results if r["task"] == SWITCH_TASK]
+    assert len(switches) == 1 and switches[0][1:] == (None, "green", True), switches
+    assert not [r for r in run.results if r["task"] == DRAIN_TASK]
+    assert site.lb.color() == "green"
+    with open(site.lb.color_map) as handle:  # persisted: a reload keeps the traffic on green
+        assert handle.read().split() == ["active", "green"]
+    assert set(site.lb.server_status("app_green").values()) == {"UP"}
+    green, blue = site.variables["treazrisland_blue_green_ports"]["green"], site.variables["treazrisland_blue_green_ports"]["blue"]
+    assert site.served(green) == dict.fromkeys(ALL, target)
+    assert site.served_where_reachable(blue) == {}  # the old color was stopped after the bake
+    assert site.current() == dict.fromkeys(ALL, target)
     print("wall time: %.0f s" % (time.monotonic() - started))
