@@ -147,3 +147,56 @@ class Load:
                     "p95_ms": round(1000 * percentile(self.latencies, 0.95), 1) if self.latencies else None,
                     "seconds": round((self.ended or time.monotonic()) - self.started, 1),
                     "budget_spent": self.ok + failed + self.refused >= self.budget}
+
+
+class PhasedLoad:
+    """A Load cut into the phases of a run: {phase, ok, failed, refused, p95_ms} for each, as the run goes.
+
+    phases() is polled every 0.2 s and returns the names of the phases begun so far (for example those the
+    run record notes); each new name starts a phase. Used as a context manager around the run:
+
+        with PhasedLoad(load, lambda: site_phases(site)) as phased:
+            ...  # the upgrade
+        phased.report, phased.phases
+    """
+
+    def __init__(self, load, phases):
+        self.load = load
+        self.source = phases
+        self.marks = [("before the run", 0, 0, 0)]  # (phase, latencies, failures, refused) seen at its start
+        self.report, self.phases = None, []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _seen(self):
+        return len(self.load.latencies), sum(self.load.failures.values()), self.load.refused
+
+    def _watch(self):
+        seen = set()
+        while not self._done.wait(0.2):
+            for name in self.source():
+                if name not in seen:
+                    seen.add(name)
+                    with self.load._lock:  # pylint: disable=protected-access
+                        self.marks.append((name,) + self._seen())
+
+    def __enter__(self):
+        self.load.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        self.report = self.load.stop()
+        ends = self.marks[1:] + [("end",) + self._seen()]
+        for (name, start, failed, refused), (_next, end, failed_end, refused_end) in zip(self.marks, ends):
+            latencies = self.load.latencies[start:end]
+            self.phases.append({"phase": name, "ok": end - start, "failed": failed_end - failed,
+                                "refused": refused_end - refused,
+                                "p95_ms": round(1000 * percentile(latencies, 0.95), 1) if latencies else None})
+
+    def table(self):
+        """The phases as lines of text."""
+        return ["  %(phase)-24s ok %(ok)6d  failed %(failed)3d  refused %(refused)4d  p95 %(p95_ms)s ms" % phase
+                for phase in self.phases]

@@ -86,7 +86,7 @@ NO_ANSWER = (OSError, http.client.HTTPException, ValueError)
 
 
 def reason_of(error):
-    """'Connection refused', not '<urlopen error [Errno 111] Connection refused>'."""
+    """'Connection refused', not the whole text of urllib's URLError around it."""
     reason = getattr(error, "reason", None) or error
     return getattr(reason, "strerror", None) or str(reason)
 

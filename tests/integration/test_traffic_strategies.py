@@ -8,13 +8,12 @@ record notes (migrate, each deploy batch, the rollback).
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import pytest
 
 from helpers import REPO, deployed_site, run_playbook
-from sandbox.load import Load, percentile
+from sandbox.load import Load, PhasedLoad
 from sandbox.standin.releases import build
 
 PLAYBOOKS = os.path.join(REPO, "playbooks")
@@ -39,54 +38,32 @@ def weights(site):
     return {row["srv_name"]: (int(row["srv_uweight"]), int(row["srv_iweight"])) for row in rows}
 
 
-class PhasedLoad:
-    """The load, cut into the phases the run record notes: {phase: requests, failed, p95} as the run goes."""
+def run_phases(site):
+    """The phases of the run started from now on, as its run record notes them; a blue/green switch is a phase
+    of its own (the traffic on the new color, the old one warm: the bake)."""
+    known = {record["id"] for record in site.runs()}
+    colors = [site.lb.color()]
+
+    def names():
+        fresh = [record for record in site.runs() if record["id"] not in known]
+        found = [phase["name"] for phase in (fresh[-1].get("phases", []) if fresh else [])]
+        now = site.lb.color()
+        if now != colors[-1]:
+            colors.append(now)
+        return found + ["traffic on %s" % color for color in colors[1:]]
+    return names
+
+
+class PhasedRun(PhasedLoad):
+    """sandbox.load.PhasedLoad over the run's phases, printed at the end (pytest -s shows them)."""
 
     def __init__(self, site, load):
-        self.site, self.load = site, load
-        self.known = {record["id"] for record in site.runs()}
-        self.marks = [("before the run", 0, 0)]  # (phase, latencies seen, failures seen) at its start
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _failed(self):
-        return sum(self.load.failures.values())
-
-    def _watch(self):
-        seen = set()
-        color = self.site.lb.color()
-        while not self.done.wait(0.2):
-            fresh = [record for record in self.site.runs() if record["id"] not in self.known]
-            names = [phase["name"] for phase in (fresh[-1].get("phases", []) if fresh else [])]
-            # A blue/green switch is a phase of its own: the traffic on the new color, the old one warm (the bake).
-            now = self.site.lb.color()
-            if now != color:
-                color = now
-                names.append("traffic on %s" % now)
-            for name in names:
-                if name not in seen:
-                    seen.add(name)
-                    with self.load._lock:  # pylint: disable=protected-access
-                        self.marks.append((name, len(self.load.latencies), self._failed()))
-
-    def __enter__(self):
-        self.load.start()
-        self.thread.start()
-        return self
+        super().__init__(load, run_phases(site))
 
     def __exit__(self, *exc):
-        self.done.set()
-        self.thread.join()
-        self.report = self.load.stop()
-        self.phases = []
-        ends = self.marks[1:] + [("end", len(self.load.latencies), self._failed())]
-        for (name, start, failed), (_next, end, failed_end) in zip(self.marks, ends):
-            latencies = self.load.latencies[start:end]
-            self.phases.append({"phase": name, "ok": end - start, "failed": failed_end - failed,
-                                "p95_ms": round(1000 * percentile(latencies, 0.95), 1) if latencies else None})
+        super().__exit__(*exc)
         print("load through HAProxy:", self.report)
-        for phase in self.phases:
-            print("  %(phase)-22s ok %(ok)5d  failed %(failed)3d  p95 %(p95_ms)s ms" % phase)
+        print("\n".join(self.table()))
 
 
 def written(site, load):
@@ -107,7 +84,7 @@ def test_canary_takes_its_steps_under_load_then_the_fleet_follows(site):
     assert weights(site) == dict.fromkeys(ALL, (100, 100))
     # 60 requests/s, as the rolling upgrade test: what the sandbox's 2 cores carry beside the upgrade.
     load = Load(site.lb.url, workers=4, requests=40000, rate=60, prefix="canary")
-    with PhasedLoad(site, load) as phased:
+    with PhasedRun(site, load) as phased:
         # Each step runs 5 s under traffic before its gate, so the canary serves at 10% and 50% of its weight.
         run = upgrade(site, "1.5.0", treazrisland_canary_steps=[10, 50, 100], treazrisland_canary_pause=5)
     assert run.returncode == 0, run.output
@@ -139,7 +116,7 @@ def test_a_failed_canary_rolls_back_every_host_at_full_weight_under_load(site):
     # A weight left at a step by an interrupted canary (or by hand) is full again after the rollback.
     site.lb.command("set server %s/app3 weight 10" % site.lb.backend)
     load = Load(site.lb.url, workers=4, requests=40000, rate=60, prefix="failed-canary")
-    with PhasedLoad(site, load) as phased:
+    with PhasedRun(site, load) as phased:
         # The database did not move, so only the switched host needs a restart: the rollback's default restarts
         # every host at once, undrained.
         run = upgrade(site, "1.5.2", treazrisland_canary_steps=[10, 50, 100], rollback_restart_always=False,
@@ -174,7 +151,7 @@ def test_blue_green_switches_every_host_at_once_under_load(site):
     if target not in site.artifacts:
         site.artifacts[target] = build(target, os.path.join(site.work, "artifacts"), version_of="1.5.0")
     load = Load(site.lb.url, workers=4, requests=40000, rate=60, prefix="blue-green")
-    with PhasedLoad(site, load) as phased:
+    with PhasedRun(site, load) as phased:
         run = run_playbook(os.path.join(PLAYBOOKS, "upgrade.yml"), inventory=site.inventory(), extra_vars=dict(
             site.release_vars(target), treazrisland_lb_kind="haproxy", treazrisland_traffic_strategy="blue_green",
             treazrisland_serial="100%", treazrisland_bake_time=5, treazrisland_assets_uri="",
