@@ -79,17 +79,22 @@ def server_state(path, backend, server, timeout=5.0):
     raise OpsError("HAProxy backend %r has no server %r" % (backend, server))
 
 
-def server_stats(path, backend, server, timeout=5.0):
-    """The "show stat" row of one server (scur: current sessions, qcur: queued requests, status...)."""
+def stat_rows(path, timeout=5.0):
+    """The rows of "show stat" as dicts by column name (pxname, svname, status, scur, qcur...)."""
     answer = command(path, "show stat", timeout)
-    rows = csv.reader(line for line in answer.splitlines() if line.strip())
     header = None
-    for row in rows:
+    for row in csv.reader(line for line in answer.splitlines() if line.strip()):
         if row and row[0].startswith("# "):
             header = [row[0][2:]] + row[1:]
-            continue
-        if header and len(row) >= 2 and row[0] == backend and row[1] == server:
-            return dict(zip(header, row))
+        elif header:
+            yield dict(zip(header, row))
+
+
+def server_stats(path, backend, server, timeout=5.0):
+    """The "show stat" row of one server (scur: current sessions, qcur: queued requests, status...)."""
+    for row in stat_rows(path, timeout):
+        if row.get("pxname") == backend and row.get("svname") == server:
+            return row
     raise OpsError("HAProxy's statistics have no server %s/%s" % (backend, server))
 
 

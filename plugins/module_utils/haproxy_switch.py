@@ -11,42 +11,20 @@ health checks, so a switch never sends users to a color that is not serving. ``s
 
 from __future__ import annotations
 
-import csv
-import os
 import time
 
-from ansible_collections.treazrisland.ops.plugins.module_utils import atomic
+from ansible_collections.treazrisland.ops.plugins.module_utils import haproxy_map
 from ansible_collections.treazrisland.ops.plugins.module_utils.errors import OpsError
-from ansible_collections.treazrisland.ops.plugins.module_utils.haproxy import command
+from ansible_collections.treazrisland.ops.plugins.module_utils.haproxy import stat_rows
 
 CONFIG_HINT = ("its frontend needs use_backend rules that look this map up (docs/upgrade.md, blue_green), and the "
                "file must exist when HAProxy starts")
 
 
-def map_values(path, map_name, key, timeout=5.0):
-    """Values of key in the map HAProxy loaded from map_name, in order (several if someone added twice)."""
-    answer = command(path, "show map %s" % map_name, timeout)
-    if answer.startswith("Unknown map identifier"):
-        raise OpsError("HAProxy has no map %s loaded: %s" % (map_name, CONFIG_HINT))
-    values = []
-    for line in answer.splitlines():
-        fields = line.split(None, 2)  # "<entry address> <key> <value>"
-        if len(fields) == 3 and fields[0].startswith("0x") and fields[1] == key:
-            values.append(fields[2].strip())
-    return values
-
-
 def backend_servers(path, backend, timeout=5.0):
     """{server: status} of a backend from "show stat" (UP, DOWN, MAINT, DRAIN, "UP 1/2"...)."""
-    answer = command(path, "show stat", timeout)
-    header, servers = None, {}
-    for row in csv.reader(line for line in answer.splitlines() if line.strip()):
-        if row and row[0].startswith("# "):
-            header = [row[0][2:]] + row[1:]
-            continue
-        fields = dict(zip(header or [], row))
-        if fields.get("pxname") == backend and fields.get("svname") not in ("FRONTEND", "BACKEND"):
-            servers[fields["svname"]] = fields.get("status", "")
+    servers = {row["svname"]: row.get("status", "") for row in stat_rows(path, timeout)
+               if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND")}
     if not servers:
         raise OpsError("HAProxy has no backend %r with servers: the map's value must name a configured backend" % backend)
     return servers
@@ -76,41 +54,6 @@ def wait_serving(path, backend, require, up_timeout, timeout, interval=0.2):
     return servers
 
 
-def send(path, line, timeout):
-    """One map command; HAProxy answers nothing but a blank line when it did it."""
-    answer = command(path, line, timeout).strip()
-    if answer:
-        raise OpsError("HAProxy refused '%s': %s" % (line, answer))
-
-
-def file_lines(map_name):
-    try:
-        with open(map_name, encoding="utf-8") as handle:
-            return handle.read().splitlines()
-    except FileNotFoundError:
-        return []
-    except OSError as error:
-        raise OpsError("cannot read the map file %s: %s" % (map_name, error)) from error
-
-
-def with_entry(lines, key, value):
-    """The map file's lines with key's entry set to value; comments and other keys kept."""
-    return [line for line in lines if line.split(None, 1)[:1] != [key]] + ["%s %s" % (key, value)]
-
-
-def write_file(map_name, lines):
-    try:
-        mode = os.stat(map_name).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644  # HAProxy reads it at start, often as another user than the one writing it
-    try:
-        atomic.write_text(map_name, "".join(line + "\n" for line in lines), mode=mode)
-    except OSError as error:
-        raise OpsError("the traffic is switched in HAProxy but the map file %s could not be written (%s): a reload "
-                       "would send it back; fix the file's permissions, or set persist=false" % (map_name, error)
-                       ) from error
-
-
 def switch(params, check_mode):
     """The haproxy_switch module: bring the map entry to params["value"] (or only read it), idempotently."""
     path, map_name, key, timeout = params["socket"], params["map"], params["key"], params["timeout"]
@@ -118,15 +61,15 @@ def switch(params, check_mode):
     for name, word in (("key", key), ("value", wanted)):
         if word is not None and (not word or len(word.split()) != 1):
             raise OpsError("%s must be one word without spaces, not %r" % (name, word))
-    values = map_values(path, map_name, key, timeout)
+    values = haproxy_map.map_values(path, map_name, key, CONFIG_HINT, timeout)
     previous = values[0] if values else None
     result = {"changed": False, "map": map_name, "key": key, "previous_value": previous, "value": previous,
               "backend": backend, "servers": None}
     if wanted is None:
         return result
     runtime_changed = values != [wanted]
-    lines = file_lines(map_name) if params["persist"] else None
-    file_changed = params["persist"] and with_entry(lines, key, wanted) != lines
+    lines = haproxy_map.file_lines(map_name) if params["persist"] else None
+    file_changed = params["persist"] and haproxy_map.with_value(lines, key, wanted) != lines
     result.update(changed=bool(runtime_changed or file_changed), value=wanted)
     if backend and params["require_up"] != "none":
         if runtime_changed and not check_mode:
@@ -134,16 +77,10 @@ def switch(params, check_mode):
         else:
             result["servers"] = backend_servers(path, backend, timeout)
     if runtime_changed and not check_mode:
-        if len(values) > 1:  # two entries (added by hand) are made one again
-            send(path, "del map %s %s" % (map_name, key), timeout)
-            values = []
         # The switch itself: one command, every host's traffic at once.
-        send(path, "%s map %s %s %s" % ("set" if values else "add", map_name, key, wanted), timeout)
-        after = map_values(path, map_name, key, timeout)
-        if after != [wanted]:
-            raise OpsError("HAProxy's map %s holds %r for %s after the switch, not %r" % (map_name, after, key, wanted))
+        haproxy_map.set_value(path, map_name, key, values, wanted, CONFIG_HINT, timeout)
     if file_changed and not check_mode:
-        write_file(map_name, with_entry(lines, key, wanted))
+        haproxy_map.write_file(map_name, haproxy_map.with_value(lines, key, wanted), "the traffic switch")
     if result["changed"]:
         header = "%s (%s)" % (map_name, key)
         result["diff"] = {"before": "value: %s\n" % (previous or "none (the frontend's default)"),
