@@ -31,6 +31,13 @@ STATES = {
 }
 
 
+# The options every module of the runtime API takes (doc fragment treazrisland.ops.haproxy).
+RUNTIME_API_ARGUMENT_SPEC = dict(
+    socket=dict(type="path", default="/run/haproxy/admin.sock"),
+    timeout=dict(type="float", default=5),
+)
+
+
 def command(path, line, timeout=5.0):
     """Send one runtime API command; return HAProxy's answer as text."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -23,6 +23,7 @@ author:
   - Treazrisland ops contributors (@picmac)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - treazrisland.ops.haproxy
 attributes:
   check_mode:
     support: full
@@ -34,10 +35,6 @@ attributes:
     platforms: posix
     details: Runs on the host that has the HAProxy socket (delegate to it).
 options:
-  socket:
-    description: Path of HAProxy's runtime API socket (admin level).
-    type: path
-    default: /run/haproxy/admin.sock
   map:
     description:
       - The map file as HAProxy's configuration names it in its C(map()) converter (an absolute path).
@@ -68,10 +65,6 @@ options:
       - Without it, a reload reads the file again and ends the window.
     type: bool
     default: false
-  timeout:
-    description: Seconds one runtime API command may take.
-    type: float
-    default: 5
 seealso:
   - module: treazrisland.ops.haproxy_server
   - name: HAProxy runtime API
@@ -134,6 +127,7 @@ previous_scope:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.treazrisland.ops.plugins.module_utils.haproxy import RUNTIME_API_ARGUMENT_SPEC
 from ansible_collections.treazrisland.ops.plugins.module_utils.haproxy_maintenance import maintenance
 from ansible_collections.treazrisland.ops.plugins.module_utils.module import run_module
 
@@ -141,13 +135,12 @@ from ansible_collections.treazrisland.ops.plugins.module_utils.module import run
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            socket=dict(type="path", default="/run/haproxy/admin.sock"),
+            RUNTIME_API_ARGUMENT_SPEC,
             map=dict(type="path", default="/etc/haproxy/maintenance.map"),
             key=dict(type="str", default="treazrisland", no_log=False),
             state=dict(type="str", required=True, choices=["on", "off"]),
             scope=dict(type="str", default="writes", choices=["writes", "all"]),
             persist=dict(type="bool", default=False),
-            timeout=dict(type="float", default=5),
         ),
         supports_check_mode=True,
     )

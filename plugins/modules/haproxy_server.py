@@ -28,6 +28,7 @@ author:
   - Treazrisland ops contributors (@picmac)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - treazrisland.ops.haproxy
 attributes:
   check_mode:
     support: full
@@ -39,10 +40,6 @@ attributes:
     platforms: posix
     details: Runs on the host that has the HAProxy socket (delegate to it).
 options:
-  socket:
-    description: Path of HAProxy's runtime API socket (admin level).
-    type: path
-    default: /run/haproxy/admin.sock
   backend:
     description: Name of the backend.
     type: str
@@ -73,10 +70,6 @@ options:
     description: Seconds O(wait) may last; the module fails when sessions remain after it, leaving the state set.
     type: int
     default: 60
-  timeout:
-    description: Seconds one runtime API command may take.
-    type: float
-    default: 5
 seealso:
   - name: HAProxy runtime API
     description: The C(set server) and C(show servers state) commands.
@@ -167,21 +160,20 @@ waited:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.treazrisland.ops.plugins.module_utils.haproxy import set_server
+from ansible_collections.treazrisland.ops.plugins.module_utils.haproxy import RUNTIME_API_ARGUMENT_SPEC, set_server
 from ansible_collections.treazrisland.ops.plugins.module_utils.module import run_module
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            socket=dict(type="path", default="/run/haproxy/admin.sock"),
+            RUNTIME_API_ARGUMENT_SPEC,
             backend=dict(type="str", required=True),
             server=dict(type="str", required=True),
             state=dict(type="str", choices=["drained", "enabled", "disabled"]),
             weight=dict(type="str"),
             wait=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=60),
-            timeout=dict(type="float", default=5),
         ),
         supports_check_mode=True,
     )

@@ -22,6 +22,7 @@ author:
   - Treazrisland ops contributors (@picmac)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - treazrisland.ops.haproxy
 attributes:
   check_mode:
     support: full
@@ -33,10 +34,6 @@ attributes:
     platforms: posix
     details: Runs on the host that has the HAProxy socket (delegate to it).
 options:
-  socket:
-    description: Path of HAProxy's runtime API socket (admin level).
-    type: path
-    default: /run/haproxy/admin.sock
   map:
     description:
       - The map file as HAProxy's configuration names it in its C(map()) converter (an absolute path).
@@ -76,10 +73,6 @@ options:
       - Needs write access to the file; other lines are kept.
     type: bool
     default: false
-  timeout:
-    description: Seconds one runtime API command may take.
-    type: float
-    default: 5
 seealso:
   - module: treazrisland.ops.haproxy_server
   - module: treazrisland.ops.haproxy_maintenance
@@ -140,6 +133,7 @@ servers:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.treazrisland.ops.plugins.module_utils.haproxy import RUNTIME_API_ARGUMENT_SPEC
 from ansible_collections.treazrisland.ops.plugins.module_utils.haproxy_switch import switch
 from ansible_collections.treazrisland.ops.plugins.module_utils.module import run_module
 
@@ -147,7 +141,7 @@ from ansible_collections.treazrisland.ops.plugins.module_utils.module import run
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            socket=dict(type="path", default="/run/haproxy/admin.sock"),
+            RUNTIME_API_ARGUMENT_SPEC,
             map=dict(type="path", required=True),
             key=dict(type="str", default="active", no_log=False),
             value=dict(type="str"),
@@ -155,7 +149,6 @@ def main():
             require_up=dict(type="str", default="all", choices=["all", "any", "none"]),
             up_timeout=dict(type="int", default=30),
             persist=dict(type="bool", default=False),
-            timeout=dict(type="float", default=5),
         ),
         supports_check_mode=True,
     )
