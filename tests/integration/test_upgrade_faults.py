@@ -379,10 +379,11 @@ def test_a_host_lost_mid_batch_does_not_stop_the_rollback_of_the_others(at_140):
     wait_for(lambda: ("deploy app2", "started") in phases_of_new_run(site, known), "app2's batch", timeout=240)
     # Its network goes silent and its application dies; its sshd stays, for when the network comes back.
     subprocess.run(["ip", "netns", "exec", lost.namespace, "ip", "link", "set", "eth0", "down"], check=True)
-    with open(os.path.join(lost.opt, os.path.relpath(site.base, "/opt"), "shared", "app.pid")) as handle:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(handle.read()), signal.SIGKILL)
     try:
+        # The stand-in's appctl keeps one pid file per port (sandbox/standin/appctl.py).
+        pid_file = os.path.join(lost.opt, os.path.relpath(site.base, "/opt"), "shared", "app-%d.pid" % APP_PORT)
+        with open(pid_file) as handle, contextlib.suppress(ProcessLookupError):
+            os.kill(int(handle.read()), signal.SIGKILL)
         done = finish_background(upgrade)  # a hang would end here, at its 600 s limit
         assert done.returncode != 0
         message = last_message(done)
