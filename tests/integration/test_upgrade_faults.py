@@ -41,8 +41,11 @@ def site(ssh_hosts, tmp_path_factory):
     before = set(glob.glob(payloads))
     with deployed_site(ssh_hosts, str(tmp_path_factory.mktemp("faults")), "/opt/trz-faults") as deployment:
         yield deployment
+    # Only those older than two minutes: the other pytest-xdist worker may be running a module right now.
+    settled = time.time() - 120
     for left in set(glob.glob(payloads)) - before:
-        shutil.rmtree(left, ignore_errors=True)
+        if os.path.getmtime(left) < settled:
+            shutil.rmtree(left, ignore_errors=True)
 
 
 @pytest.fixture
