@@ -10,12 +10,10 @@ tests use (Site.variables, Site.inventory(), Site.release_vars()) and ``treazris
 
 Configurations (``--configs``):
 
-- ``default``: what an operator gets without tuning: ``treazrisland_serial`` unset (1 host per batch)
-  and ansible.cfg's forks (unset there, so Ansible's 5);
-- ``batched``: batches of a third of the fleet (``treazrisland_serial: 34%``: 1 host of 3, 4 of 12,
-  so three batches and two thirds of the capacity kept whatever N), forks from ansible.cfg (5);
-- ``batched-forks``: the same batches with ``ANSIBLE_FORKS=N``, so that the plays over every host
-  (staging, configuration, the rollback) run on all of them at once.
+- ``default``: what an operator gets without tuning: ``treazrisland_serial`` unset (one host, then a quarter
+  of the fleet per batch: 3 batches for 3 hosts, 5 for 12) and ansible.cfg's forks (25);
+- ``one-per-batch``: ``treazrisland_serial: 1``, the default before 2026-12-03 (N batches);
+- ``thirds``: ``treazrisland_serial: [1, '34%']`` (3 batches for 3 hosts, 4 for 12: 1, 4, 4, 3).
 
 Per run: the playbook's wall time, its CPU seconds (controller: ansible-playbook and its workers; hosts: their
 sshd and what it ran, not the apps; every host shares this machine's cores, so on a busy machine the CPU
@@ -34,7 +32,6 @@ import argparse
 import datetime
 import glob
 import json
-import math
 import os
 import resource
 import shutil
@@ -58,8 +55,8 @@ FROM_VERSION, TO_VERSION = "1.4.0", "1.5.0"
 GOAL_RATIO = 2.0  # the issue: 12 hosts in less than twice the time of 3
 CONFIGS = {
     "default": {"serial": None, "forks": None},
-    "batched": {"serial": "34%", "forks": None},
-    "batched-forks": {"serial": "34%", "forks": "hosts"},
+    "one-per-batch": {"serial": 1, "forks": None},
+    "thirds": {"serial": [1, "34%"], "forks": None},
 }
 TOP_TASKS = 8
 
@@ -127,13 +124,16 @@ def code_version():
             "modified": git("status", "--porcelain", "--", "playbooks", "roles", "plugins").split("\n")[:-1]}
 
 
-def batch_size(serial, hosts):
-    """How Ansible turns serial into a batch size (an int, or a percentage rounded down, at least 1)."""
-    if serial is None:
-        return 1
-    if str(serial).endswith("%"):
-        return max(int(float(str(serial)[:-1]) / 100.0 * hosts), 1)
-    return int(serial)
+def batch_sizes(serial, hosts):
+    """The deploy play's batches, as Ansible cuts them: each entry of serial in turn (an int, or a percentage
+    of the fleet rounded down, at least 1), the last one repeated; unset is upgrade.yml's default."""
+    entries = serial if isinstance(serial, list) else [1, "25%"] if serial is None else [serial]
+    sizes = []
+    while sum(sizes) < hosts:
+        entry = entries[min(len(sizes), len(entries) - 1)]
+        size = max(int(float(str(entry)[:-1]) / 100.0 * hosts), 1) if str(entry).endswith("%") else int(entry)
+        sizes.append(min(size, hosts - sum(sizes)))
+    return sizes
 
 
 # ------------------------------------------------------------------- running
@@ -283,10 +283,9 @@ def run_config(runner, label, config, hosts):
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average": load_average(), "code": code, "config": label, "hosts": hosts,
-        "serial": config["serial"] or 1,
-        "batch_size": batch_size(config["serial"], hosts),
-        "batches": math.ceil(hosts / batch_size(config["serial"], hosts)),
-        "forks": forks or "ansible.cfg (5)", "busy_cores_before": cores_before,
+        "serial": config["serial"] if config["serial"] is not None else [1, "25%"],
+        "batch_sizes": batch_sizes(config["serial"], hosts),
+        "forks": forks or "ansible.cfg (25)", "busy_cores_before": cores_before,
         # outside: ansible-playbook's start and the checks before the lock, not in the record
         "upgrade": {"seconds": round(up_wall, 2), "cpu_seconds": up_cpu, "segments": up_segments,
                     "deploy_batches": batches,
@@ -358,7 +357,7 @@ def print_report(figures):
                "%d cores, load average %s at the start, %s at the end; 'busy' = cores busy in the second before "
                "the upgrade" % (FROM_VERSION, TO_VERSION, figures["cpus"], figures["load_average"]["start"],
                                 figures["load_average"]["end"])]
-    header = "%-13s %5s %7s %5s %5s | %7s %7s %s %7s | %8s %7s %s %7s" % (
+    header = "%-13s %5s %9s %5s %5s | %7s %7s %s %7s | %8s %7s %s %7s" % (
         "config", "hosts", "batches", "forks", "busy", "upgrade", "cpu", " ".join(
             "%*s" % (max(len(k), 6), k) for k in UPGRADE_SEGMENTS), "outside",
         "rollback", "cpu", " ".join("%*s" % (max(len(k), 6), k) for k in ROLLBACK_SEGMENTS), "outside")
@@ -366,8 +365,8 @@ def print_report(figures):
     out.append("-" * len(header))
     for r in figures["runs"]:
         up, back = r["upgrade"], r["rollback"]
-        out.append("%-13s %5d %7s %5s %5.2f | %7.1f %7s %s %7.1f | %8.1f %7s %s %7.1f" % (
-            r["config"], r["hosts"], "%dx%d" % (r["batches"], r["batch_size"]), str(r["forks"]).split()[0][:5],
+        out.append("%-13s %5d %9s %5s %5.2f | %7.1f %7s %s %7.1f | %8.1f %7s %s %7.1f" % (
+            r["config"], r["hosts"], "+".join(map(str, r["batch_sizes"])), str(r["forks"]).split()[0][:5],
             r["busy_cores_before"], up["seconds"], cpu_text(up),
             " ".join("%*.0f" % (max(len(k), 6), up["segments"].get(k, 0)) for k in UPGRADE_SEGMENTS),
             up["outside_record"], back["seconds"], cpu_text(back),
@@ -383,8 +382,9 @@ def print_report(figures):
                        ratio.get("rollback_cpu", "?")))
     for r in figures["runs"]:
         for kind in ("upgrade", "rollback"):
-            top = ", ".join("%s %.1f s%s" % (t["task"], t["seconds"], " (x%d)" % t["occurrences"]
-                                            if t["occurrences"] > 1 else "") for t in r[kind]["top_tasks"][:4])
+            top = ", ".join("%s %.1f s%s" % (t["task"], t["seconds"],
+                                             " (x%d)" % t["occurrences"] if t["occurrences"] > 1 else "")
+                            for t in r[kind]["top_tasks"][:4])
             out.append("  %s, %d hosts, %s: longest tasks: %s" % (r["config"], r["hosts"], kind, top))
     print("\n".join(out))
 
@@ -424,6 +424,7 @@ def main():
                     if run["hosts"] not in sizes or run["config"] not in configs]
         figures["runs"] = kept
         figures["hosts"] = sorted(set(sizes) | {run["hosts"] for run in kept})
+
     def save(partial):
         figures["partial"] = partial
         figures["runs"].sort(key=lambda run: (run["hosts"], list(CONFIGS).index(run["config"])))

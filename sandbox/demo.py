@@ -7,7 +7,8 @@
    refusing writes (503 + Retry-After) from the snapshot to the end of the migrations, and a webhook told
    when it starts and ends;
 3. 1.5.0 -> 1.5.3 as a canary (the first host at 10%, then 50%, then all of its weight, gated at each step);
-4. attempts 1.5.5 as a canary, whose health turns degraded: it fails its gate and everything is rolled back;
+4. attempts 1.5.5 as a canary, each of whose reads takes 400 ms more: at its first step the release gate finds
+   its p95 worse than the baseline host's by more than the margin, and everything is rolled back;
 5. 1.5.3 -> 1.5.4 blue/green (the new release beside the old one on a second port, one switch in HAProxy);
 6. prints, for each case, the requests sent through HAProxy meanwhile (a steady mix of reads and writes, at
    least 5,000), the failed ones, those the maintenance window refused on purpose, the p95 latency per phase
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import threading
@@ -51,6 +53,19 @@ def run_phases(site, after):
             found.append("traffic on %s" % color)
         return found + (["after the run"] if after.is_set() else [])
     return names
+
+
+# The canary's p95 against the baseline's (app2, on the old release), probed by the gate itself.
+CANARY_VS_BASELINE = {
+    "name": "canary p95 vs baseline", "kind": "compare", "measure": "p95_ms", "requests": 5, "margin": 150,
+    "canary_url": "http://{{ hostvars[inventory_hostname].ansible_host }}:4000/version",
+    "baseline_url": "http://{{ hostvars['app2'].ansible_host }}:4000/version"}
+
+
+def gate_failure(output):
+    """The release gate's verdict in a failed run's output."""
+    found = re.search(r'check "[^"]+": [^;\n"]*samples', output)
+    return found.group(0) if found else "no release gate verdict in the output"
 
 
 def under_load(site, figures, title, version, **variables):
@@ -96,11 +111,11 @@ def main():
         say("building the sandbox: 3 app hosts behind HAProxy, PostgreSQL, an S3 server, the releases")
         site.start()
         artifacts = os.path.join(output, "artifacts")
-        # Releases with 1.5.0's content under later versions (no new migration), and a broken one.
+        # Releases with 1.5.0's content under later versions (no new migration), and a slow one.
         for version in ("1.5.3", "1.5.4"):
             site.artifacts[version] = build(version, artifacts, version_of="1.5.0")
         site.artifacts["1.5.5"] = build("1.5.5", artifacts, version_of="1.5.0",
-                                        overrides={"backend/BROKEN": b"health turns degraded\n"})
+                                        overrides={"backend/DRILL.json": b'{"delay_ms": 400}\n'})
         first = run_playbook(site.first_deploy_playbook(), site.inventory(), site.release_vars("1.4.0"))
         if first.returncode:
             sys.exit("demo: the first deployment of 1.4.0 failed")
@@ -121,13 +136,17 @@ def main():
                       treazrisland_canary_pause=5).returncode:
             sys.exit("demo: the canary upgrade to 1.5.3 failed")
 
-        say("canary 1.5.3 -> 1.5.5, which is broken on purpose: expect a failed gate and a rollback")
+        say("canary 1.5.3 -> 1.5.5, slow on purpose: expect its release gate to fail against the baseline, "
+            "then a rollback")
         attempt = under_load(site, figures, "failed canary 1.5.3 -> 1.5.5", "1.5.5",
-                             treazrisland_traffic_strategy="canary")
+                             treazrisland_traffic_strategy="canary", treazrisland_canary_checks=[CANARY_VS_BASELINE],
+                             treazrisland_canary_bake_time=4, treazrisland_canary_interval=2,
+                             treazrisland_canary_failure_limit=2)
         versions = site.served()
         if attempt.returncode == 0 or set(versions.values()) != {"1.5.3"}:
             sys.exit("demo: 1.5.5 should have failed and been rolled back to 1.5.3; hosts serve %s" % versions)
-        say("the upgrade to 1.5.5 failed as expected and was rolled back: %s" % versions)
+        say("the upgrade to 1.5.5 failed as expected (%s) and was rolled back: %s" % (
+            gate_failure(attempt.output), versions))
 
         # Last: from here on the traffic goes to a color's backend, which the next blue/green switches again.
         say("blue/green 1.5.3 -> 1.5.4: the new release beside the old one, one switch in HAProxy")

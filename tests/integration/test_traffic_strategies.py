@@ -8,6 +8,7 @@ record notes (migrate, each deploy batch, the rollback).
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -107,12 +108,23 @@ def test_canary_takes_its_steps_under_load_then_the_fleet_follows(site):
     print("wall time: %.0f s" % (time.monotonic() - started))
 
 
-def test_a_failed_canary_rolls_back_every_host_at_full_weight_under_load(site):
-    """1.5.2 is 1.5.0 (same migrations) whose /health turns degraded: the canary fails its gate while drained,
-    so no user reaches it, and the automatic rollback puts it back; the database did not move."""
+GATE_TASK = "Gate the step on the canary's metrics (release gate)"
+# The canary's p95 against the baseline's (app2, still on the old release), each probed by the gate itself;
+# templated for the canary host, as a play would for every canary.
+CANARY_VS_BASELINE = {
+    "name": "canary p95 vs baseline", "kind": "compare", "measure": "p95_ms", "requests": 5, "margin": 150,
+    "canary_url": "http://{{ hostvars[inventory_hostname].ansible_host }}:4000/version",
+    "baseline_url": "http://{{ hostvars['app2'].ansible_host }}:4000/version"}
+
+
+def test_a_canary_slower_than_its_baseline_fails_its_release_gate_and_rolls_back_under_load(site):
+    """1.5.2 is 1.5.0 (same migrations) whose reads each take 400 ms more (backend/DRILL.json): its /health is
+    fine, so it passes the health gate and takes its first step, 10 % of its weight; the release gate then finds
+    its p95 worse than the baseline's by more than the margin, and the automatic rollback puts it back. Its users
+    saw slow answers for the bake, no failure; the database did not move."""
     started = time.monotonic()
     site.artifacts["1.5.2"] = build("1.5.2", os.path.join(site.work, "artifacts"), version_of="1.5.0",
-                                    overrides={"backend/BROKEN": b"health turns degraded\n"})
+                                    overrides={"backend/DRILL.json": b'{"delay_ms": 400}\n'})
     # A weight left at a step by an interrupted canary (or by hand) is full again after the rollback.
     site.lb.command("set server %s/app3 weight 10" % site.lb.backend)
     load = Load(site.lb.url, workers=4, requests=40000, rate=60, prefix="failed-canary")
@@ -120,19 +132,26 @@ def test_a_failed_canary_rolls_back_every_host_at_full_weight_under_load(site):
         # The database did not move, so only the switched host needs a restart: the rollback's default restarts
         # every host at once, undrained.
         run = upgrade(site, "1.5.2", treazrisland_canary_steps=[10, 50, 100], rollback_restart_always=False,
-                      deploy_health_retries=3)
+                      treazrisland_canary_checks=[CANARY_VS_BASELINE], treazrisland_canary_bake_time=4,
+                      treazrisland_canary_interval=2, treazrisland_canary_failure_limit=2)
     assert run.returncode != 0
-    assert "The upgrade to 1.5.2 failed at app1: Wait until the application reports healthy" in run.output, run.output
+    assert re.search(r'The upgrade to 1\.5\.2 failed at app1: %s: release gate failed after 2 of 3 samples '
+                     r'\([0-9.]+ s\): check "canary p95 vs baseline": canary [0-9.]+ > limit [0-9.]+ '
+                     r'\(baseline [0-9.]+ \+ 150\) in 2 of 2 samples' % re.escape(GATE_TASK), run.output), run.output
     assert "Rolled back to 1.5.0" in run.output, run.output
+    gate = next(r["result"] for r in run.results if r["task"] == GATE_TASK)
+    worst = gate["checks"][0]["worst"]
+    assert worst["canary"] >= 400 > worst["baseline"], gate["checks"][0]
     report = phased.report
     assert not report["budget_spent"], report
     assert report["failed"] == 0 and report["sent"] >= 3000, (report, phased.phases)
     assert load.accepted and load.accepted <= written(site, load)  # not restored: every accepted write is kept
 
-    # Only the canary was drained (by the deploy, then by the rollback before its restart) and it never took a
-    # step; the other hosts, unchanged over an unmoved database, were neither drained nor restarted.
+    # The canary took its first step only; it was drained by the deploy, then by the rollback before its
+    # restart. The other hosts, unchanged over an unmoved database, were neither drained nor restarted.
+    steps = [(r["host"], r["result"]["weight"]) for r in run.results if r["task"] == STEP_TASK]
+    assert steps == [("app1", 10)], steps
     assert [r["host"] for r in run.results if r["task"] == DRAIN_TASK] == ["app1", "app1"]
-    assert not [r for r in run.results if r["task"] == STEP_TASK]
     assert site.served() == dict.fromkeys(ALL, "1.5.0")
     assert weights(site) == dict.fromkeys(ALL, (100, 100))
     assert set(site.lb.wait_until_up().values()) == {"UP"}
@@ -178,4 +197,51 @@ def test_blue_green_switches_every_host_at_once_under_load(site):
     assert site.served(green) == dict.fromkeys(ALL, target)
     assert site.served_where_reachable(blue) == {}  # the old color was stopped after the bake
     assert site.current() == dict.fromkeys(ALL, target)
+    print("wall time: %.0f s" % (time.monotonic() - started))
+
+
+def test_a_new_color_slower_than_allowed_fails_its_bake_and_the_traffic_goes_back_in_one_call_under_load(site):
+    """1.5.7 has the running release's migrations, and each read takes 400 ms more (backend/DRILL.json). It
+    starts on the idle color, passes the health gate there and takes all the traffic; the release gate of the
+    bake finds its p95 over the bound, so the traffic goes back to the old color, still warm, in one call, and
+    the rollback stops the new one. Users saw slow answers for the bake, no failure."""
+    started = time.monotonic()
+    live = site.lb.color() or "blue"  # no entry: the default backend, blue, serves
+    new = "green" if live == "blue" else "blue"
+    ports = site.variables["treazrisland_blue_green_ports"]
+    source = set(site.served(ports[live]).values())
+    assert len(source) == 1, source
+    (version,) = source
+    site.artifacts["1.5.7"] = build("1.5.7", os.path.join(site.work, "artifacts"),
+                                    version_of="1.4.0" if version == "1.4.0" else "1.5.0",
+                                    overrides={"backend/DRILL.json": b'{"delay_ms": 400}\n'})
+    # Each host's gate probes its own new color.
+    check = {"name": "new color p95", "kind": "http", "requests": 5, "max_p95_ms": 250,
+             "url": "http://{{ hostvars[inventory_hostname].ansible_host }}:%d/version" % ports[new]}
+    load = Load(site.lb.url, workers=4, requests=40000, rate=60, prefix="blue-green-back")
+    with PhasedRun(site, load) as phased:
+        run = run_playbook(os.path.join(PLAYBOOKS, "upgrade.yml"), inventory=site.inventory(), extra_vars=dict(
+            site.release_vars("1.5.7"), treazrisland_lb_kind="haproxy", treazrisland_traffic_strategy="blue_green",
+            treazrisland_serial="100%", treazrisland_assets_uri="", treazrisland_bake_time=4,
+            treazrisland_blue_green_checks=[check], treazrisland_canary_interval=2,
+            treazrisland_canary_failure_limit=2, deploy_health_retries=30))
+    assert run.returncode != 0
+    assert re.search(r"The upgrade to 1\.5\.7 failed at app[123]: .*Bake under the release gate's checks: release gate "
+                     r'failed after 2 of 3 samples \([0-9.]+ s\): check "new color p95": p95 [0-9.]+ ms > max 250 ms '
+                     r"in 2 of 2 samples; the traffic is on the %s color again \(the previous release\)" % live,
+                     run.output), run.output
+    assert "Rolled back to %s" % version in run.output, run.output
+    report = phased.report
+    assert not report["budget_spent"], report
+    assert report["failed"] == 0 and report["sent"] >= 2000, (report, phased.phases)
+    assert load.accepted and load.accepted <= written(site, load)  # the database did not move: nothing restored
+    assert "traffic on %s" % new in [phase["phase"] for phase in phased.phases]
+
+    # To the new color, back at once by the deploy's own rescue, and the rollback found it there.
+    switches = [(r["result"]["value"], r["result"]["changed"]) for r in run.results if r["task"] == SWITCH_TASK]
+    assert switches == [(new, True), (live, True), (live, False)], switches
+    assert site.lb.color() == live
+    assert site.served(ports[live]) == dict.fromkeys(ALL, version)
+    assert site.served_where_reachable(ports[new]) == {}  # the failed release was stopped
+    assert site.current() == dict.fromkeys(ALL, version)
     print("wall time: %.0f s" % (time.monotonic() - started))

@@ -90,10 +90,10 @@ CRON_LINES = {
 }
 
 
-def cron_files(root):
+def cron_files(root, hosts=ALL):
     """{host: {relative path: text}} of the sandbox hosts' cron files (the hosts share the controller's /etc)."""
     found = {}
-    for host in sorted(ALL):
+    for host in sorted(hosts):
         found[host] = {}
         for name in CRON_LINES:
             with open(os.path.join(root, host, name), encoding="utf-8") as handle:
@@ -204,11 +204,15 @@ def test_upgrade_to_1_5_0_then_a_second_run_changes_nothing_then_rollback_on_dem
     assert site.assets() == release_assets("1.4.0")
 
 
-def test_asset_sync_failing_rolls_everything_back(site):
+def test_asset_sync_failing_rolls_everything_back(site, tmp_path):
+    """With the maintenance window and the freeze on: the rollback ends the window and thaws the jobs too."""
     before, env_before = fingerprints(site), env_files(site)
-    # 1.5.0 drops 5 of the 61 assets: allowing no deletion makes the sync fail, after the migrations ran.
-    run = run_playbook(os.path.join(PLAYBOOKS, "upgrade.yml"), inventory=site.inventory(),
-                       extra_vars=dict(site.release_vars("1.5.0"), assets_max_delete="0"))
+    cron_root = str(tmp_path / "cron")
+    with Receiver() as receiver:
+        window = window_variables(site, receiver, cron_root)
+        cron_before = cron_files(cron_root)
+        # 1.5.0 drops 5 of the 61 assets: allowing no deletion makes the sync fail, after the migrations ran.
+        run = upgrade_with(site, "1.5.0", assets_max_delete="0", treazrisland_lb_kind="haproxy", **window)
     assert run.returncode != 0
     assert "The upgrade to 1.5.0 failed at Upload the bundle, deleting what the release no longer has" in run.output
     assert "Rolled back to 1.4.0" in run.output
@@ -216,6 +220,46 @@ def test_asset_sync_failing_rolls_everything_back(site):
     assert fingerprints(site) == before
     assert env_files(site) == env_before
     assert site.assets() == release_assets("1.4.0")
+    assert site.lb.command("show map %s" % site.lb.maintenance_map).strip() == ""
+    assert cron_files(cron_root) == cron_before
+    assert not [name for name in os.listdir(os.path.join(cron_root, "app1")) if name.startswith("freeze")]
+    assert [r["json"]["event"] for r in receiver.requests] == ["started", "rolled_back"], receiver.requests
+
+
+def test_a_host_that_cannot_be_frozen_stops_the_upgrade_before_the_restore_point_and_the_others_are_undone(
+        site, tmp_path):
+    """app2 holds a damaged freeze record (left by hand, or by a disk that filled up), so its freeze refuses to
+    go on after app1 and app3 were frozen and HAProxy began refusing writes. Nothing else runs (no snapshot, no
+    migration, no deploy); the window ends, app1's and app3's jobs come back exactly, app2's are untouched, its
+    record is left for the operator to read (its thaw says so too), and the announcement says why."""
+    before, env_before = fingerprints(site), env_files(site)
+    points = os.path.join(site.variables["treazrisland_backup_dir"], "restore-points")
+    points_before = sorted(os.listdir(points)) if os.path.isdir(points) else []
+    cron_root = str(tmp_path / "cron")
+    damaged = os.path.join(cron_root, "app2", "freeze.json")
+    with Receiver() as receiver:
+        window = window_variables(site, receiver, cron_root)
+        with open(damaged, "w", encoding="utf-8") as handle:
+            handle.write('{"version": 1, "cron": [')
+        cron_before = cron_files(cron_root)
+        run = upgrade_with(site, "1.5.0", treazrisland_lb_kind="haproxy", **window)
+    assert run.returncode != 0
+    refusal = (r"freeze record [^ ]*/app2/freeze\.json cannot be read \(Expecting value: line 1 column 25 \(char 24\)\); "
+               r"look at it before going on: it names the jobs to restore")
+    assert re.search(r"The upgrade to 1\.5\.0 stopped before the restore point \(app2: Freeze the scheduled jobs "
+                     r"matching the marker: %s\)\. Nothing was changed" % refusal, run.output), run.output
+    assert site.lb.command("show map %s" % site.lb.maintenance_map).strip() == ""
+    assert cron_files(cron_root) == cron_before
+    with open(damaged, encoding="utf-8") as handle:
+        assert handle.read() == '{"version": 1, "cron": ['
+    for host in ("app1", "app3"):
+        assert not [name for name in os.listdir(os.path.join(cron_root, host)) if name.startswith("freeze")], host
+    assert [r["json"]["event"] for r in receiver.requests] == ["started", "failed"], receiver.requests
+    assert receiver.requests[1]["json"]["result"].startswith("stopped before the restore point at app2"), receiver.requests
+    assert (sorted(os.listdir(points)) if os.path.isdir(points) else []) == points_before
+    assert fingerprints(site) == before
+    assert env_files(site) == env_before
+    assert site.served() == dict.fromkeys(sorted(ALL), "1.4.0")
 
 
 def test_object_storage_lost_at_the_health_gate_is_named_and_the_rollback_finishes_once_it_is_back(site):
