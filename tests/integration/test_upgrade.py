@@ -90,10 +90,10 @@ CRON_LINES = {
 }
 
 
-def cron_files(root, hosts=ALL):
+def cron_files(root):
     """{host: {relative path: text}} of the sandbox hosts' cron files (the hosts share the controller's /etc)."""
     found = {}
-    for host in sorted(hosts):
+    for host in sorted(ALL):
         found[host] = {}
         for name in CRON_LINES:
             with open(os.path.join(root, host, name), encoding="utf-8") as handle:
