@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import threading
@@ -60,12 +59,6 @@ CANARY_VS_BASELINE = {
     "name": "canary p95 vs baseline", "kind": "compare", "measure": "p95_ms", "requests": 5, "margin": 150,
     "canary_url": "http://{{ hostvars[inventory_hostname].ansible_host }}:4000/version",
     "baseline_url": "http://{{ hostvars['app2'].ansible_host }}:4000/version"}
-
-
-def gate_failure(output):
-    """The release gate's verdict in a failed run's output."""
-    found = re.search(r'check "[^"]+": [^;\n"]*samples', output)
-    return found.group(0) if found else "no release gate verdict in the output"
 
 
 def under_load(site, figures, title, version, **variables):
@@ -145,8 +138,8 @@ def main():
         versions = site.served()
         if attempt.returncode == 0 or set(versions.values()) != {"1.5.3"}:
             sys.exit("demo: 1.5.5 should have failed and been rolled back to 1.5.3; hosts serve %s" % versions)
-        say("the upgrade to 1.5.5 failed as expected (%s) and was rolled back: %s" % (
-            gate_failure(attempt.output), versions))
+        say("the upgrade to 1.5.5 failed at its release gate as expected (its verdict is above) and was rolled "
+            "back: %s" % versions)
 
         # Last: from here on the traffic goes to a color's backend, which the next blue/green switches again.
         say("blue/green 1.5.3 -> 1.5.4: the new release beside the old one, one switch in HAProxy")
