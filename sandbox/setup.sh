@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # The shellcheck package is for the shellcheck test of tests/sanity.sh (ansible-test skips it without the program).
 packages=(postgresql postgresql-contrib python3-venv util-linux shellcheck openssh-server openssh-client iproute2 procps varnish haproxy
-          prometheus prometheus-postgres-exporter)
+          prometheus prometheus-postgres-exporter docker.io docker-compose docker-registry mmdebstrap)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -33,6 +33,14 @@ if [ ${#missing[@]} -gt 0 ]; then
       service "$service" stop >/dev/null 2>&1 || true
     fi
   done
+  # And Docker's own engine (/var/lib/docker, /run/docker.sock) and registry (:5000, with auth); the container tests
+  # start theirs (sandbox/docker_engine.py), each with its own data root and socket, and a registry on a free port.
+  if printf '%s\n' "${missing[@]}" | grep -qx docker.io; then
+    service docker stop >/dev/null 2>&1 || true
+  fi
+  if printf '%s\n' "${missing[@]}" | grep -qx docker-registry; then
+    service docker-registry stop >/dev/null 2>&1 || true
+  fi
   # The package starts a default cluster on 5432; the project uses throwaway clusters only.
   if command -v pg_lsclusters >/dev/null; then
     pg_lsclusters --no-header 2>/dev/null | while read -r version cluster _port status _rest; do
