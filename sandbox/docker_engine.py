@@ -13,7 +13,7 @@ Why it is built this way:
   (dockerd, its containerd and shims, the containers' processes) and ends each by its PID.
 - Nothing can be pulled from outside: the base image comes from Debian's packages only (mmdebstrap into
   ``docker import``) with what the stand-in imports (python3-psycopg, python3-boto3). Its root file system is kept
-  as a tar in .build/docker-images, shared by every engine of the clone; each data root imports it once.
+  as a tar in ~/.cache/treazrisland-ops/docker-images, shared by every clone; each data root imports it once.
 - The registry is Debian's docker-registry on a free 127.0.0.1 port, its storage a temporary directory: every run
   starts with an empty registry, so a digest it does not have is really missing. Deleting manifests is enabled (a
   test can take a digest away). The engine needs no insecure-registry setting for 127.0.0.0/8.
@@ -53,7 +53,9 @@ from sandbox.standin import releases
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENGINES = os.path.join(REPO, ".build", "docker")
-IMAGE_CACHE = os.path.join(REPO, ".build", "docker-images")
+# Shared by every clone on the machine (as ansible-test's sanity virtualenvs are): the tar's name is its recipe's key,
+# so a clone with another package list builds its own, and a fresh clone skips the 40 to 90 s of mmdebstrap.
+IMAGE_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "treazrisland-ops", "docker-images")
 
 DOCKERD = "/usr/sbin/dockerd"
 REGISTRY = "/usr/bin/docker-registry"
@@ -233,7 +235,7 @@ def base_key(mirrors=None):
 
 
 def base_archive(cache=IMAGE_CACHE):
-    """The base image's root file system as a tar: built with mmdebstrap once per clone (about 40 s), then kept.
+    """The base image's root file system as a tar: built with mmdebstrap once per machine (about 40 s), then kept.
 
     Two workers that want it at once build it once: the second waits for the first (a lock in the cache)."""
     mirrors = apt_mirrors()

@@ -134,3 +134,20 @@ def kube_api():
     from sandbox.kubeapi import FakeKubeApi  # pylint: disable=import-outside-toplevel
     with FakeKubeApi() as api:
         yield api
+
+
+@pytest.fixture(scope="module")
+def docker_engine(request):
+    """A real dockerd with its own registry for the test module (sandbox/docker_engine.py), its files under
+    .build/docker/<module>; the module is skipped, with the reason, where dockerd cannot run."""
+    from sandbox.docker_engine import DockerEngine, DockerUnavailable  # pylint: disable=import-outside-toplevel
+    name = os.path.splitext(os.path.basename(request.module.__file__))[0]
+    try:
+        started = DockerEngine(name).start()
+    except DockerUnavailable as error:
+        pytest.skip("dockerd cannot run here: %s" % error)
+    try:
+        yield started
+    finally:
+        started.stop()
+    assert not started.leftover_processes(), "processes of the engine left after stop()"

@@ -21,7 +21,7 @@ import urllib.request
 import pytest
 
 from helpers import run_tasks
-from sandbox.docker_engine import RELEASE_REPOSITORY, DockerEngine, DockerUnavailable, available
+from sandbox.docker_engine import RELEASE_REPOSITORY, available
 from sandbox.owned import free_port
 from sandbox.standin.local import DEFAULTS
 
@@ -41,15 +41,9 @@ services:
 
 
 @pytest.fixture(scope="module")
-def engine():
-    try:
-        started = DockerEngine("test_container_release").start()
-    except DockerUnavailable as error:
-        pytest.skip("dockerd cannot run here: %s" % error)
-    try:
-        yield started
-    finally:
-        started.stop()
+def engine(docker_engine):
+    """The module's engine and registry (tests/conftest.py)."""
+    return docker_engine
 
 
 @pytest.fixture(scope="module")

@@ -34,16 +34,9 @@ BUCKET = "treazrisland-container"
 
 
 @pytest.fixture(scope="module")
-def engine():
-    try:
-        started = DockerEngine("test_container_sandbox").start()
-    except DockerUnavailable as error:
-        pytest.skip("dockerd cannot run here: %s" % error)
-    try:
-        yield started
-    finally:
-        started.stop()
-    assert not started.leftover_processes(), "processes of the engine left after stop()"
+def engine(docker_engine):
+    """The module's engine and registry (tests/conftest.py)."""
+    return docker_engine
 
 
 @pytest.fixture(scope="module")

@@ -86,8 +86,8 @@ def test_canary_takes_its_steps_under_load_then_the_fleet_follows(site):
     # 60 requests/s, as the rolling upgrade test: what the sandbox's 2 cores carry beside the upgrade.
     load = Load(site.lb.url, workers=4, requests=40000, rate=60, prefix="canary")
     with PhasedRun(site, load) as phased:
-        # Each step runs 5 s under traffic before its gate, so the canary serves at 10% and 50% of its weight.
-        run = upgrade(site, "1.5.0", treazrisland_canary_steps=[10, 50, 100], treazrisland_canary_pause=5)
+        # Each step runs 3 s under traffic before its gate, so the canary serves at 10% and 50% of its weight.
+        run = upgrade(site, "1.5.0", treazrisland_canary_steps=[10, 50, 100], treazrisland_canary_pause=3)
     assert run.returncode == 0, run.output
     report = phased.report
     assert not report["budget_spent"], report  # the load lasted the whole upgrade
